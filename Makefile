@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make run` and `make test`. Both create .venv when missing
+# and install torch==2.13.0 (the local CPU wheel) before anything that needs torch.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run chat test lint bench clean-index
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[model,dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/assistant ingest
+	$(VENV)/bin/assistant chat
+
+chat: run
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+
+clean-index:
+	rm -rf data/chroma

@@ -1,0 +1,123 @@
+"""Structure-aware chunking: sections follow headings, chunks never cross a heading.
+
+A chunk is a verbatim slice `text[start:end]` of its document, so a citation can quote it
+and point at it. Short sections (a project heading with its list of countries) stay whole;
+long ones are cut at paragraph, then sentence, boundaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from .documents import SourceDocument
+
+SECTION_SEP = " › "
+CHUNKER_VERSION = "1"
+
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"'”’)]*\s+(?=[A-Z0-9“\"(•\-*])")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: str
+    document: str
+    title: str
+    section: str
+    text: str
+    start: int
+    end: int
+
+
+def clean_heading(raw: str) -> str:
+    """Heading text without Markdown emphasis."""
+    return re.sub(r"[*_`]+", "", raw).strip()
+
+
+def _paragraph_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Spans of non-blank paragraphs in text[start:end], trimmed of surrounding whitespace."""
+    spans: list[tuple[int, int]] = []
+    for m in re.finditer(r"\S(?:.*?\S)?(?=\n[ \t]*\n|\s*\Z)", text[start:end], re.DOTALL):
+        spans.append((start + m.start(), start + m.end()))
+    return spans
+
+
+def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    cursor = start
+    for m in _SENTENCE_END.finditer(text, start, end):
+        spans.append((cursor, m.start()))
+        cursor = m.end()
+    spans.append((cursor, end))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+def _pack(spans: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
+    """Greedily merge consecutive spans while the merged slice stays within `limit` chars."""
+    packed: list[tuple[int, int]] = []
+    for a, b in spans:
+        if packed and b - packed[-1][0] <= limit:
+            packed[-1] = (packed[-1][0], b)
+        else:
+            packed.append((a, b))
+    return packed
+
+
+def sections(doc: SourceDocument) -> list[tuple[str, int, int]]:
+    """(heading path, body start, body end) for every section, in document order."""
+    text, body_start = doc.text, doc.body_start
+    out: list[tuple[str, int, int]] = []
+    stack: list[tuple[int, str]] = []
+    cursor = body_start
+    path = ""
+    for m in _HEADING.finditer(text, body_start):
+        out.append((path, cursor, m.start()))
+        level, name = len(m.group(1)), clean_heading(m.group(2))
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, name))
+        # The document title (a lone level-1 heading) is not repeated in every path.
+        names = [n for lvl, n in stack if not (lvl == 1 and n == doc.title)]
+        path = SECTION_SEP.join(names)
+        cursor = m.end()
+    out.append((path, cursor, len(text)))
+    return [(p, a, b) for p, a, b in out if text[a:b].strip()]
+
+
+def chunk_id(document: str, section: str, text: str, occurrence: int) -> str:
+    digest = hashlib.sha256(f"{document}\x00{section}\x00{text}\x00{occurrence}".encode())
+    return digest.hexdigest()[:24]
+
+
+def chunk_document(doc: SourceDocument, limit: int = 900) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    seen: dict[str, int] = {}
+    for section, a, b in sections(doc):
+        units: list[tuple[int, int]] = []
+        for pa, pb in _paragraph_spans(doc.text, a, b):
+            units.extend(_sentence_spans(doc.text, pa, pb) if pb - pa > limit else [(pa, pb)])
+        for ca, cb in _pack(units, limit):
+            text = doc.text[ca:cb]
+            key = f"{section}\x00{text}"
+            occurrence = seen.get(key, 0)
+            seen[key] = occurrence + 1
+            chunks.append(
+                Chunk(
+                    id=chunk_id(doc.id, section, text, occurrence),
+                    document=doc.id,
+                    title=doc.title,
+                    section=section,
+                    text=text,
+                    start=ca,
+                    end=cb,
+                )
+            )
+    return chunks
+
+
+def embedding_text(title: str, section: str, text: str) -> str:
+    """What gets embedded and keyword-indexed: the heading path gives short chunks context."""
+    head = SECTION_SEP.join(x for x in (title, section) if x)
+    return f"{head}\n{text}" if head else text

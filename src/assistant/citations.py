@@ -1,0 +1,121 @@
+"""Where a citation is checked.
+
+Pure functions: parse the [n] markers of an answer, keep those that point at a passage that
+was given, check that each cited passage supports its sentence, and renumber the surviving
+citations 1..m in order of first use.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .text import sentence_spans, strip_markdown, tokens
+from .types import Citation, Passage
+
+_MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+# A sentence counts as supported by a passage when at least this share of its content words
+# (stemmed) occurs in the passage and every number it states occurs there too. Validated on
+# the hand-labelled pairs in eval/support_pairs.jsonl (see eval/README.md).
+SUPPORT_THRESHOLD = 0.6
+
+
+def numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in _NUMBER.findall(text)}
+
+
+def support_score(sentence: str, passage: str) -> float:
+    """Share of the sentence's content words found in the passage; 0 if a number is missing."""
+    s_tokens = set(tokens(strip_markdown(sentence)))
+    if not s_tokens:
+        return 1.0  # nothing to check (e.g. "Yes.")
+    p_plain = strip_markdown(passage)
+    if not numbers(sentence) <= numbers(p_plain):
+        return 0.0
+    p_tokens = set(tokens(p_plain))
+    return len(s_tokens & p_tokens) / len(s_tokens)
+
+
+def supports(sentence: str, passage: str, threshold: float = SUPPORT_THRESHOLD) -> bool:
+    return support_score(sentence, passage) >= threshold
+
+
+def markers(text: str) -> list[int]:
+    """All citation numbers in order of appearance ("[1]", "[2, 3]")."""
+    out: list[int] = []
+    for m in _MARKER.finditer(text):
+        out.extend(int(x) for x in re.split(r"\s*[,;]\s*", m.group(1)))
+    return out
+
+
+def strip_markers(text: str) -> str:
+    return _MARKER.sub("", text).strip()
+
+
+@dataclass
+class CheckedAnswer:
+    text: str  # the answer with citations renumbered 1..m
+    citations: list[Citation]
+    dropped_markers: list[int]  # markers that pointed at no given passage
+    unsupported: list[str]  # sentences whose cited passages do not support them
+    sentences: int  # answer sentences that carry at least one citation
+    uncited: list[str]  # sentences without any citation
+
+
+def citation_for(n: int, p: Passage) -> Citation:
+    return Citation(
+        id=n, document=p.document, title=p.title, section=p.section, text=p.text,
+        passage_id=p.id, start=p.start, end=p.end,
+    )
+
+
+def check_answer(text: str, passages: list[Passage], *, drop_unsupported: bool = True
+                 ) -> CheckedAnswer:
+    """Validate and renumber the citations of a generated answer.
+
+    `passages[i]` is source [i+1] as shown to the generator. Invented markers are removed;
+    sentences whose cited passages do not support them are dropped (or kept and reported,
+    with drop_unsupported=False).
+    """
+    renumber: dict[int, int] = {}
+    kept_sentences: list[str] = []
+    dropped: list[int] = []
+    unsupported: list[str] = []
+    uncited: list[str] = []
+    cited_sentences = 0
+    for a, b in sentence_spans(text):
+        sentence = text[a:b]
+        refs = markers(sentence)
+        valid = [n for n in refs if 1 <= n <= len(passages)]
+        dropped.extend(n for n in refs if n not in valid)
+        bare = strip_markers(sentence)
+        if not bare:
+            continue
+        if not valid:
+            uncited.append(bare)
+            kept_sentences.append(bare)
+            continue
+        joined = "\n".join(passages[n - 1].text for n in dict.fromkeys(valid))
+        if not supports(bare, joined):
+            unsupported.append(bare)
+            if drop_unsupported:
+                continue
+        cited_sentences += 1
+        new_ids = []
+        for n in dict.fromkeys(valid):
+            new_ids.append(renumber.setdefault(n, len(renumber) + 1))
+        tail = ""
+        if bare and bare[-1] in ".!?:;":
+            bare, tail = bare[:-1], bare[-1]
+        kept_sentences.append(bare + "".join(f" [{i}]" for i in new_ids) + tail)
+    citations = [citation_for(new, passages[old - 1]) for old, new in renumber.items()]
+    return CheckedAnswer(
+        text=" ".join(kept_sentences).strip(),
+        citations=citations,
+        dropped_markers=dropped,
+        unsupported=unsupported,
+        sentences=cited_sentences,
+        uncited=uncited,
+    )

@@ -1,0 +1,243 @@
+"""The `assistant` command line: ingest, ask, chat (and, from other modules, serve/eval/bench)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .settings import Settings
+
+EXAMPLES = """
+examples:
+  assistant ingest                         index the documents in corpus/
+  assistant ingest ~/papers/report.pdf     add or update one document
+  assistant ask "How much did the NotPetya attack cost Maersk?"
+  assistant ask --json "What is the YAKSHA project?"
+  assistant chat                           a conversation in the terminal
+
+Settings come from ASSISTANT_* environment variables or assistant.toml (see README).
+"""
+
+# Subcommands added by other front ends register here: name -> (help, configure, run).
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace,
+                                                                           Settings], int]]
+EXTRA_COMMANDS: dict[str, Command] = {}
+
+
+def _assistant(settings: Settings) -> Any:
+    from .core import Assistant  # heavy imports only when a command needs them
+
+    return Assistant(settings)
+
+
+def _progress_bar() -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
+        bar["bar"].n = done
+        bar["bar"].refresh()
+
+    def close() -> None:
+        if "bar" in bar:
+            bar["bar"].close()
+
+    return update, close
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    assistant = _assistant(settings)
+    update, close = _progress_bar()
+    try:
+        report = assistant.ingest([Path(p) for p in args.paths] or None, sync=not args.keep,
+                                  progress=update)
+    finally:
+        close()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(
+            f"{report.documents} documents, {report.chunks} chunks in the index "
+            f"({len(report.added)} added, {len(report.updated)} updated, "
+            f"{len(report.removed)} removed, {len(report.unchanged)} unchanged; "
+            f"{report.embedded_chunks} chunks embedded) in {report.seconds:.1f} s"
+        )
+        for path, reason in report.failures.items():
+            print(f"  failed: {path}: {reason}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _print_answer(answer: Any, *, streamed: bool = False) -> None:
+    if not streamed:
+        print(answer.answer)
+    if answer.refused and answer.suggestions:
+        print("\nClosest sections:")
+        for s in answer.suggestions:
+            print(f"  - {s}")
+    if answer.citations:
+        print("\nSources:")
+        for c in answer.citations:
+            quote = " ".join(c.text.split())
+            if len(quote) > 300:
+                quote = quote[:297] + "..."
+            print(f"  [{c.id}] {c.title} — {c.section or '(top)'} ({c.document})")
+            print(f"      \"{quote}\"")
+    for note in answer.notes:
+        print(f"\nnote: {note}")
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from .core import Delta, Final, InputError
+
+    question = " ".join(args.question)
+    assistant = _assistant(settings)
+    try:
+        if args.json:
+            print(json.dumps(assistant.ask(question).to_json(), ensure_ascii=False, indent=2))
+            return 0
+        final = None
+        for event in assistant.stream(question):
+            if isinstance(event, Delta):
+                print(event.text, end="", flush=True)
+            elif isinstance(event, Final):
+                final = event.answer
+        print()
+        if final is not None:
+            _print_answer(final, streamed=True)
+        return 0
+    except InputError as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from .core import Delta, Final, InputError
+    from .types import Message
+
+    assistant = _assistant(settings)
+    history: list[Message] = []
+    print("Ask about the documents. Empty line or Ctrl-D to quit; /new starts over.")
+    while True:
+        try:
+            question = input("\nyou> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not question:
+            return 0
+        if question == "/new":
+            history.clear()
+            continue
+        print("assistant> ", end="", flush=True)
+        try:
+            final = None
+            for event in assistant.stream(question, history):
+                if isinstance(event, Delta):
+                    print(event.text, end="", flush=True)
+                elif isinstance(event, Final):
+                    final = event.answer
+            print()
+        except InputError as exc:
+            print(f"\nerror: {exc}")
+            continue
+        if final is None:
+            continue
+        if final.rewritten_question:
+            print(f"(understood as: {final.rewritten_question})")
+        _print_answer(final, streamed=True)
+        history += [Message("user", question), Message("assistant", final.answer)]
+        history = history[-settings.max_turns:]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="assistant",
+        description="Answers questions about your documents, citing the passages it used.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--config", help="TOML settings file (default: assistant.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="index documents (default: the corpus folder)")
+    p.add_argument("paths", nargs="*", help="files or folders (default: corpus/)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep documents whose files are gone instead of removing them")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("ask", help="answer one question")
+    p.add_argument("question", nargs="+", help="the question")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: answer, refused, citations, mode, timings_ms")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("chat", help="a conversation in the terminal (follow-ups understood)")
+    p.set_defaults(func=cmd_chat)
+
+    for name, (help_, configure, run) in EXTRA_COMMANDS.items():
+        p = sub.add_parser(name, help=help_)
+        configure(p)
+        p.set_defaults(func=run)
+    return parser
+
+
+def _register_extras() -> None:
+    """Front ends that live in their own modules add their subcommands here."""
+    import importlib
+
+    for module in ("assistant.server.cli", "assistant.evaluation.cli"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module and not module.startswith(str(exc.name)):
+                raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _register_extras()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        import os
+
+        os.environ["ASSISTANT_CONFIG"] = args.config
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic's ValidationError lists every bad setting
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from .store import StoreError
+
+        if isinstance(exc, StoreError | OSError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Follow-up questions: rewrite "Which countries does it cover?" into a standalone question.
+
+The heuristic needs no model: it finds the topic of the previous user turn (the question
+without its interrogative frame) and substitutes it for a pronoun, or appends it when the
+follow-up is too short to stand alone. A language-model rewriter can replace it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .text import tokens
+from .types import Message
+
+_PRONOUN = re.compile(r"\b(it|its|this|that|they|them|their|these|those)\b", re.IGNORECASE)
+_FRAME = re.compile(
+    r"^\s*(?:(?:and|so|ok|okay|now|then)\s*,?\s+)*"
+    r"(?:can you |could you |please |would you )?"
+    r"(?:tell me (?:more )?about|what about|how about|explain|describe|"
+    r"(?:what|who|which|where|when|why|how)(?:\s+(?:much|many|long|often))?"
+    r"(?:\s+(?:is|are|was|were|does|do|did|has|have|had|can|could|should|will|would))?)\s+",
+    re.IGNORECASE,
+)
+_TAIL = re.compile(r"\s+(?:do|does|mean|means|say|about|for)\s*$", re.IGNORECASE)
+
+
+def topic_of(question: str) -> str:
+    """"What does the NIS Directive do?" -> "the NIS Directive"."""
+    q = question.strip().rstrip("?.! ")
+    q = _FRAME.sub("", q, count=1)
+    q = _TAIL.sub("", q)
+    return q.strip(" ,")
+
+
+_SWITCH = re.compile(r"^\s*(?:and|what about|how about)\s+(.+?)\s*[?.!]*\s*$", re.IGNORECASE)
+
+
+def _names_something(question: str) -> bool:
+    """True when the question mentions a name or acronym (a capitalised word after the first)."""
+    return any(w[:1].isupper() for w in question.split()[1:])
+
+
+def needs_context(question: str) -> bool:
+    q = question.strip()
+    if _PRONOUN.search(q):
+        return True
+    if _SWITCH.match(q):
+        return True
+    return len(tokens(q)) <= 2 and not _names_something(q)
+
+
+def rewrite(question: str, history: Sequence[Message]) -> str:
+    """A standalone version of `question` given earlier turns (unchanged when not needed)."""
+    previous = [m.content for m in history if m.role == "user" and m.content.strip()]
+    if not previous or not needs_context(question):
+        return question.strip()
+    topic = topic_of(previous[-1])
+    if not topic or set(tokens(topic)) <= set(tokens(question)):
+        return question.strip()
+    q = question.strip()
+    switch = _SWITCH.match(q)
+    if (switch and not _PRONOUN.search(q) and topic in previous[-1]
+            and any(w[:1].isupper() for w in switch.group(1).split())):
+        # "And CyberEast?" after "What is the YAKSHA project?": same question, new subject.
+        return previous[-1].replace(topic, switch.group(1), 1)
+    m = _PRONOUN.search(q)
+    if m:
+        word = m.group(1).lower()
+        replacement = topic + "'s" if word in {"its", "their"} else topic
+        return q[: m.start()] + replacement + q[m.end():]
+    return f"{q.rstrip('?')} ({topic})?" if q.endswith("?") else f"{q} ({topic})"

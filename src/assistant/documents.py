@@ -1,0 +1,176 @@
+"""Reading source files into plain text.
+
+Every loader returns a `SourceDocument` whose `text` is what chunk offsets point into:
+the file itself for Markdown and plain text, the extracted text for HTML and PDF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+SUPPORTED_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf"}
+MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+class DocumentError(Exception):
+    """A file that cannot be ingested, with a reason a user can act on."""
+
+
+@dataclass
+class SourceDocument:
+    id: str  # stable id: path relative to the folder it was found in
+    path: Path
+    title: str
+    text: str
+    kind: str  # "markdown" | "text" | "html" | "pdf"
+    metadata: dict[str, str] = field(default_factory=dict)
+    body_start: int = 0  # offset where the body starts (after front matter)
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*\n", re.DOTALL)
+
+
+def split_front_matter(text: str) -> tuple[dict[str, str], int]:
+    """Return (front matter as flat str dict, offset where the body starts)."""
+    m = _FRONT_MATTER.match(text)
+    if not m:
+        return {}, 0
+    try:
+        data = yaml.safe_load(m.group(1)) or {}
+    except yaml.YAMLError:
+        return {}, 0
+    if not isinstance(data, dict):
+        return {}, 0
+    flat = {str(k): v if isinstance(v, str) else str(v) for k, v in data.items()}
+    return flat, m.end()
+
+
+def _first_heading(text: str) -> str:
+    m = re.search(r"^#\s+(.+?)\s*#*\s*$", text, re.MULTILINE)
+    return m.group(1).strip() if m else ""
+
+
+def _read_text_file(path: Path) -> str:
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise DocumentError("looks like a binary file, not text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return raw.decode("cp1252")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(f"not valid UTF-8 text ({exc.reason})") from exc
+
+
+def _html_to_markdown(html: str) -> tuple[str, str]:
+    """Turn HTML into Markdown-ish text (headings kept), dropping scripts and styles."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "iframe", "svg"]):
+        tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    blocks: list[str] = []
+    body = soup.body or soup
+    for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "blockquote",
+                             "td", "dt", "dd"]):
+        if el.find_parent(["li", "blockquote", "td"]) is not None and el.name == "p":
+            continue
+        text = " ".join(el.get_text(" ", strip=True).split())
+        if not text:
+            continue
+        if el.name[0] == "h" and el.name[1:].isdigit():
+            blocks.append("#" * int(el.name[1:]) + " " + text)
+        elif el.name == "li":
+            blocks.append("- " + text)
+        else:
+            blocks.append(text)
+    if not blocks:  # HTML without block elements: fall back to all visible text
+        text = " ".join(body.get_text(" ", strip=True).split())
+        if text:
+            blocks.append(text)
+    return "\n\n".join(blocks) + "\n", title
+
+
+def _pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+        raise DocumentError(f"unreadable PDF ({exc})") from exc
+    # Page texts become paragraphs; PDF line breaks inside a paragraph are kept as-is.
+    return "\n\n".join(p.strip() for p in pages if p.strip()) + "\n"
+
+
+def load_document(path: Path, doc_id: str | None = None) -> SourceDocument:
+    """Read one file; raises DocumentError with a clear reason when it cannot be used."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DocumentError(
+            f"unsupported file type '{suffix or '(none)'}' "
+            f"(supported: {', '.join(sorted(SUPPORTED_SUFFIXES))})"
+        )
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DocumentError(f"cannot read file ({exc.strerror})") from exc
+    if size == 0:
+        raise DocumentError("empty file")
+    if size > MAX_FILE_BYTES:
+        raise DocumentError(f"file too large ({size} bytes; limit {MAX_FILE_BYTES})")
+    try:
+        if suffix == ".pdf":
+            text, kind, html_title = _pdf_text(path), "pdf", ""
+        elif suffix in {".html", ".htm"}:
+            text, html_title = _html_to_markdown(_read_text_file(path))
+            kind = "html"
+        else:
+            text, html_title = _read_text_file(path), ""
+            kind = "markdown" if suffix in {".md", ".markdown"} else "text"
+    except OSError as exc:
+        raise DocumentError(f"cannot read file ({exc.strerror})") from exc
+    meta, body_start = split_front_matter(text) if kind == "markdown" else ({}, 0)
+    if not text[body_start:].strip():
+        raise DocumentError("no text in document")
+    title = (
+        meta.get("title")
+        or html_title
+        or (_first_heading(text[body_start:]) if kind in {"markdown", "html"} else "")
+        or path.stem.replace("-", " ").replace("_", " ").strip()
+    )
+    return SourceDocument(
+        id=doc_id or path.name,
+        path=path,
+        title=title,
+        text=text,
+        kind=kind,
+        metadata=meta,
+        body_start=body_start,
+    )
+
+
+def discover(root: Path) -> list[tuple[Path, str]]:
+    """Files under `root` (or `root` itself) with their document ids, README files skipped."""
+    if root.is_file():
+        return [(root, root.name)]
+    found: list[tuple[Path, str]] = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if path.name.lower() in {"readme.md", "sources.md"}:
+            continue  # folder documentation, not content
+        found.append((path, path.relative_to(root).as_posix()))
+    return found

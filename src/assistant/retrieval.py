@@ -1,0 +1,161 @@
+"""Where passages come from: dense search in Chroma plus BM25 keyword search, fused by RRF."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+
+from .chunking import Chunk, embedding_text
+from .embeddings import Embedder
+from .store import ChromaIndex
+from .text import tokens
+from .types import Passage
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60  # the usual constant from Cormack et al. (2009)
+
+
+def rrf(rankings: list[list[str]], k: int = RRF_K) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion of several ranked id lists; best first, ties by first list."""
+    scores: dict[str, float] = {}
+    order: dict[str, int] = {}
+    for ranking in rankings:
+        for rank, id_ in enumerate(ranking):
+            scores[id_] = scores.get(id_, 0.0) + 1.0 / (k + rank + 1)
+            order.setdefault(id_, len(order))
+    return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
+
+
+class BM25:
+    """Okapi BM25 over pre-tokenised documents (small and dependency-free)."""
+
+    def __init__(self, docs: list[list[str]], k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1, self.b = k1, b
+        self.tf = [Counter(d) for d in docs]
+        self.len = np.array([len(d) for d in docs], dtype=np.float32)
+        self.avg = float(self.len.mean()) if len(docs) else 0.0
+        df: Counter[str] = Counter()
+        for d in self.tf:
+            df.update(d.keys())
+        n = len(docs)
+        self.idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+        self.max_idf = math.log(1 + (n + 0.5) / 0.5) if n else 1.0
+        self.postings: dict[str, list[int]] = {}
+        for i, d in enumerate(self.tf):
+            for t in d:
+                self.postings.setdefault(t, []).append(i)
+
+    def scores(self, query: list[str]) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for t in set(query):
+            idf = self.idf.get(t)
+            if idf is None:
+                continue
+            for i in self.postings[t]:
+                f = self.tf[i][t]
+                denom = f + self.k1 * (1 - self.b + self.b * self.len[i] / (self.avg or 1.0))
+                out[i] = out.get(i, 0.0) + idf * f * (self.k1 + 1) / denom
+        return out
+
+    def term_weight(self, term: str) -> float:
+        """idf of a term; unseen terms weigh like the rarest ones."""
+        return self.idf.get(term, self.max_idf)
+
+
+class HybridRetriever:
+    """Dense + keyword retrieval over the active index generation.
+
+    Chunk texts are held in memory for BM25; they are reloaded when the index generation
+    changes (checked at most every `refresh_s` seconds so queries stay cheap).
+    """
+
+    def __init__(
+        self,
+        index: ChromaIndex,
+        embedder: Embedder,
+        *,
+        candidates: int = 20,
+        hybrid: bool = True,
+        refresh_s: float = 2.0,
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.candidates = candidates
+        self.hybrid = hybrid
+        self.refresh_s = refresh_s
+        self._lock = threading.Lock()
+        self._active = ""
+        self._checked = 0.0
+        self.chunks: dict[str, Chunk] = {}
+        self._ids: list[str] = []
+        self.bm25 = BM25([])
+        self.refresh(force=True)
+
+    def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < self.refresh_s:
+            return
+        with self._lock:
+            self._checked = now
+            active = self.index.state()["active"]
+            if active == self._active and not force:
+                return
+            chunks = self.index.all_chunks()
+            self.chunks = {c.id: c for c in chunks}
+            self._ids = [c.id for c in chunks]
+            self.bm25 = BM25([tokens(embedding_text(c.title, c.section, c.text)) for c in chunks])
+            self._active = active
+            log.info("retriever: %d chunks from %s", len(chunks), active or "(empty index)")
+
+    @property
+    def documents(self) -> set[str]:
+        return {c.document for c in self.chunks.values()}
+
+    def embed_query(self, query: str) -> np.ndarray:
+        return self.embedder.embed([query])[0]
+
+    def dense(self, query_vec: np.ndarray, k: int) -> list[tuple[str, float]]:
+        try:
+            return self.index.query(query_vec, k)
+        except Exception:  # the generation may have been replaced under us: reload once
+            self.refresh(force=True)
+            return self.index.query(query_vec, k)
+
+    def keyword(self, query: str, k: int) -> list[tuple[str, float]]:
+        scored = self.bm25.scores(tokens(query))
+        best = sorted(scored.items(), key=lambda kv: -kv[1])[:k]
+        return [(self._ids[i], s) for i, s in best]
+
+    def retrieve(self, query: str, k: int, query_vec: np.ndarray | None = None) -> list[Passage]:
+        """The k best passages for `query`; each carries its fused score and dense similarity."""
+        self.refresh()
+        if not self.chunks:
+            return []
+        vec = self.embed_query(query) if query_vec is None else query_vec
+        dense = self.dense(vec, self.candidates)
+        rankings = [[i for i, _ in dense]]
+        if self.hybrid:
+            rankings.append([i for i, _ in self.keyword(query, self.candidates)])
+        fused = rrf(rankings)[:k]
+        similarity = dict(dense)
+        missing = [i for i, _ in fused if i not in similarity and i in self.chunks]
+        if missing:  # keyword-only hits: their stored vectors give the dense similarity
+            for i, v in self.index.embeddings(missing).items():
+                similarity[i] = float(np.dot(vec, v))
+        out: list[Passage] = []
+        for id_, score in fused:
+            c = self.chunks.get(id_)
+            if c is None:
+                continue
+            out.append(
+                Passage(id=c.id, document=c.document, title=c.title, section=c.section,
+                        text=c.text, start=c.start, end=c.end, score=score,
+                        similarity=similarity.get(id_, 0.0))
+            )
+        return out

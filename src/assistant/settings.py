@@ -1,0 +1,99 @@
+"""Settings: environment variables with the ASSISTANT_ prefix, then an optional TOML file.
+
+Precedence (highest first): keyword arguments, ASSISTANT_* environment variables, the TOML
+file named by ASSISTANT_CONFIG (default ./assistant.toml when present), built-in defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+GeneratorName = Literal["auto", "extractive", "local", "openai"]
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("ASSISTANT_CONFIG", "assistant.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", extra="ignore")
+
+    # -- documents and index
+    corpus_dir: Path = Field(Path("corpus"), description="Folder ingested by `assistant ingest`.")
+    data_dir: Path = Field(Path("data"), description="Local state: embedded Chroma, model, logs.")
+    chroma_url: str = Field(
+        "", description="Chroma server URL (e.g. http://127.0.0.1:8000); empty = embedded store."
+    )
+    collection: str = Field("assistant", description="Name prefix of the Chroma collections.")
+    embedding_model: str = Field(
+        "", description="Local path of a sentence-transformers model; empty = packaged MiniLM."
+    )
+    chunk_chars: int = Field(900, description="Target chunk size in characters (fits 256 tokens).")
+
+    # -- retrieval
+    top_k: int = Field(5, ge=1, le=50, description="Passages handed to the answerer.")
+    candidates: int = Field(20, ge=1, le=200, description="Candidates per retriever before fusion.")
+    hybrid: bool = Field(True, description="Fuse BM25 keyword search with dense retrieval.")
+
+    # -- answering
+    generator: GeneratorName = Field(
+        "auto", description="extractive | local | openai; auto = local when installed."
+    )
+    llm_model_path: str = Field("", description="GGUF file for the local generator.")
+    llm_context_passages: int = Field(4, ge=1, le=20, description="Passages shown to the LLM.")
+    llm_max_tokens: int = Field(200, description="Longest generated answer, in tokens.")
+    llm_timeout_s: float = Field(60.0, description="Give up on the model after this long.")
+    llm_threads: int = Field(2, description="CPU threads for the local model.")
+    openai_base_url: str = Field("", description="Base URL of an OpenAI-compatible server.")
+    openai_model: str = Field("", description="Model name sent to the OpenAI-compatible server.")
+    openai_api_key: str = Field("", description="API key for the OpenAI-compatible server.")
+    max_question_chars: int = Field(2000, description="Longer questions are rejected.")
+    max_turns: int = Field(40, description="Longest conversation history accepted.")
+
+    # -- server
+    host: str = Field("127.0.0.1", description="Bind address of `assistant serve`.")
+    port: int = Field(7860, description="Port of `assistant serve`.")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API and embed the widget; empty = own origin.",
+    )
+    api_key: str = Field("", description="When set, the HTTP API requires this bearer key.")
+    rate_limit_per_minute: int = Field(60, description="Requests per minute per client.")
+    llm_queue_size: int = Field(4, description="Waiting requests for the local model.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def fingerprint(self) -> str:
+        """A short hash of the settings that shape answers, stored with evaluation results."""
+        keys = ["embedding_model", "chunk_chars", "top_k", "candidates", "hybrid", "generator",
+                "llm_model_path", "llm_context_passages", "openai_model"]
+        blob = json.dumps({k: str(getattr(self, k)) for k in keys}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return self.model_copy(update=changes)

@@ -1,0 +1,94 @@
+"""Small text utilities shared by keyword search, the extractive answerer and the checks."""
+
+from __future__ import annotations
+
+import re
+
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself
+    yourselves tell please give list name describe explain according brochure document
+    documents text say says said mention mentioned""".split()
+)
+
+_WORD = re.compile(r"[A-Za-z0-9À-ÿ]+(?:[-'’][A-Za-z0-9À-ÿ]+)*")
+
+
+def stem(word: str) -> str:
+    """A deliberately light stemmer: plural and common verb endings only."""
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("sses", "shes", "ches", "xes")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    if len(w) > 5 and w.endswith("ing"):
+        return w[:-3]
+    if len(w) > 4 and w.endswith("ed"):
+        return w[:-2]
+    return w
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+def tokens(text: str) -> list[str]:
+    """Stemmed content words, for keyword search and overlap scores."""
+    out: list[str] = []
+    for w in words(text):
+        lw = w.lower()
+        if lw in STOPWORDS or (len(lw) == 1 and not lw.isdigit()):
+            continue
+        out.append(stem(lw))
+        if "-" in lw:  # "cyber-diplomat" also matches "cyber" and "diplomat"
+            out.extend(stem(p) for p in lw.split("-") if p and p not in STOPWORDS)
+    return out
+
+
+_ABBREV = re.compile(r"\b(?:Art|Arts|No|Nos|Nr|e\.g|i\.e|cf|para|Mr|Ms|Dr|St|vs|etc)\.$",
+                     re.IGNORECASE)
+_SENT = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[A-Z0-9“\"(])|\n+")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of sentences and list items in `text`, trimmed."""
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for m in _SENT.finditer(text):
+        spans.append((cursor, m.start()))
+        cursor = m.end()
+    spans.append((cursor, len(text)))
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:  # "Art. 222" and "e.g. the" are not sentence ends
+        if merged and _ABBREV.search(text[merged[-1][0]:merged[-1][1]]) \
+                and "\n" not in text[merged[-1][1]:a]:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    out: list[tuple[int, int]] = []
+    for a, b in merged:
+        seg = text[a:b]
+        stripped = seg.strip()
+        if not stripped:
+            continue
+        a += len(seg) - len(seg.lstrip())
+        b = a + len(stripped)
+        out.append((a, b))
+    return out
+
+
+def strip_markdown(text: str) -> str:
+    """Text as a reader sees it: emphasis markers and list bullets removed."""
+    text = re.sub(r"^\s*(?:[-*+]|\d+\.)\s+(?:>\s*)?", "", text, flags=re.MULTILINE)
+    text = re.sub(r"^\s*>\s?", "", text, flags=re.MULTILINE)
+    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)
+    return re.sub(r"(\*\*|__|\*|`)", "", text)

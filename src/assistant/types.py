@@ -1,0 +1,90 @@
+"""The assistant's own data types.
+
+These plain dataclasses are what every front end (CLI, HTTP API, Gradio page, widget,
+evaluation) sees. Library objects (llama-index nodes, Chroma results) never leave the
+adapters that produce them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a conversation."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A chunk of a source document, as stored in the index and returned by retrieval."""
+
+    id: str
+    document: str  # document id: the file name relative to its corpus root
+    title: str  # the document's title
+    section: str  # heading path, e.g. "Digital risks › Port security"
+    text: str  # verbatim text of the chunk (a slice of the source file)
+    start: int  # character offset of `text` in the source file
+    end: int
+    score: float = 0.0  # retrieval score (fused); higher is better
+    similarity: float = 0.0  # cosine similarity of the question and the passage
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered source of an answer: `id` is the n in "[n]"."""
+
+    id: int
+    document: str
+    title: str
+    section: str
+    text: str  # the quoted evidence: verbatim from the corpus
+    passage_id: str = ""
+    start: int = 0
+    end: int = 0
+
+    def public(self) -> dict[str, Any]:
+        """The stable JSON shape shared by the CLI, the API, the widget and the evaluation."""
+        return {
+            "id": self.id,
+            "document": self.document,
+            "title": self.title,
+            "section": self.section,
+            "text": self.text,
+        }
+
+
+@dataclass
+class Answer:
+    """An answer with its numbered citations."""
+
+    answer: str
+    refused: bool
+    citations: list[Citation] = field(default_factory=list)
+    mode: str = "extractive"  # which generator produced the text
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    suggestions: list[str] = field(default_factory=list)  # closest sections, on refusal
+    notes: list[str] = field(default_factory=list)  # e.g. "model timed out, extractive answer"
+    rewritten_question: str = ""  # the standalone question used for retrieval
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "refused": self.refused,
+            "citations": [c.public() for c in self.citations],
+            "mode": self.mode,
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "suggestions": list(self.suggestions),
+            "notes": list(self.notes),
+            "rewritten_question": self.rewritten_question,
+        }
+
+
+def passage_dict(p: Passage) -> dict[str, Any]:
+    return asdict(p)

@@ -1,0 +1,62 @@
+"""Shared fixtures. No test touches the real data/ folder: every index lives in a temp dir."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "corpus"
+BROCHURE = CORPUS / "cyber-diplomacy-in-the-eu.md"
+RELATED = ROOT.parent / "shared" / "related"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings never come from the developer's environment or an assistant.toml."""
+    for key in list(os.environ):
+        if key.startswith("ASSISTANT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("ASSISTANT_CONFIG", str(tmp_path / "no-such-config.toml"))
+
+
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    from assistant.embeddings import load_embedder
+
+    return load_embedder("")
+
+
+@pytest.fixture(scope="session")
+def brochure_data_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:  # type: ignore[no-untyped-def]
+    """A data dir whose embedded Chroma index holds the brochure (built once per session)."""
+    from assistant import Assistant, Settings
+
+    data = tmp_path_factory.mktemp("brochure-data")
+    assistant = Assistant(Settings(data_dir=data, corpus_dir=CORPUS), embedder=embedder)
+    report = assistant.ingest()
+    assert report.ok and report.chunks > 20
+    return data
+
+
+@pytest.fixture
+def brochure_assistant(brochure_data_dir: Path, embedder):  # type: ignore[no-untyped-def]
+    from assistant import Assistant, Settings
+
+    return Assistant(Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="extractive"),
+                     embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def related_dir() -> Iterator[Path]:
+    if not RELATED.is_dir():
+        pytest.fail(f"the related texts are missing: {RELATED} (tests read them from ../shared)")
+    yield RELATED

@@ -1,0 +1,44 @@
+from assistant.citations import check_answer, markers, support_score, supports
+from assistant.types import Passage
+
+
+def p(i: int, text: str) -> Passage:
+    return Passage(id=f"p{i}", document="d.md", title="T", section=f"S{i}", text=text,
+                   start=0, end=len(text))
+
+
+PASSAGES = [
+    p(1, "The attacks cost the company over $300 million in damages."),
+    p(2, "YAKSHA covers Brunei Darussalam, Cambodia and Vietnam."),
+]
+
+
+def test_markers_are_parsed_in_order() -> None:
+    assert markers("A [2]. B [1, 3].") == [2, 1, 3]
+
+
+def test_invented_citations_are_removed_and_the_rest_renumbered() -> None:
+    checked = check_answer(
+        "YAKSHA covers Cambodia and Vietnam [2]. The attacks cost over $300 million [1] [7].",
+        PASSAGES,
+    )
+    assert checked.dropped_markers == [7]
+    assert checked.text == ("YAKSHA covers Cambodia and Vietnam [1]. "
+                            "The attacks cost over $300 million [2].")
+    assert [c.section for c in checked.citations] == ["S2", "S1"]
+    assert checked.citations[0].text == PASSAGES[1].text
+
+
+def test_unsupported_sentences_are_dropped_or_reported() -> None:
+    answer = "The attacks cost $500 million [1]. YAKSHA covers Cambodia [2]."
+    checked = check_answer(answer, PASSAGES)
+    assert checked.unsupported == ["The attacks cost $500 million."]
+    assert checked.text == "YAKSHA covers Cambodia [1]."
+    kept = check_answer(answer, PASSAGES, drop_unsupported=False)
+    assert kept.unsupported and "[1]" in kept.text and "[2]" in kept.text
+
+
+def test_support_needs_the_numbers_and_most_words() -> None:
+    assert supports("It cost over $300 million.", PASSAGES[0].text)
+    assert support_score("It cost over $200 million.", PASSAGES[0].text) == 0.0
+    assert not supports("Ransomware hit ports in Asia.", PASSAGES[0].text)

@@ -1,0 +1,27 @@
+import pytest
+
+from assistant.conversation import rewrite, topic_of
+from assistant.types import Message
+
+
+@pytest.mark.parametrize(
+    ("first", "follow_up", "expected"),
+    [
+        ("Tell me about the CyberSouth project.", "Which countries does it cover?",
+         "Which countries does the CyberSouth project cover?"),
+        ("What does the NIS Directive do?", "Which sectors does it cover?",
+         "Which sectors does the NIS Directive cover?"),
+        ("What is the YAKSHA project?", "And CyberEast?", "What is CyberEast?"),
+        ("How much did NotPetya cost Maersk?", "What is GDPR?", "What is GDPR?"),
+    ],
+)
+def test_follow_ups_become_standalone(first: str, follow_up: str, expected: str) -> None:
+    assert rewrite(follow_up, [Message("user", first), Message("assistant", "...")]) == expected
+
+
+def test_no_history_means_no_rewrite() -> None:
+    assert rewrite("Which countries does it cover?", []) == "Which countries does it cover?"
+
+
+def test_topic_strips_the_question_frame() -> None:
+    assert topic_of("What was the NotPetya attack?") == "the NotPetya attack"

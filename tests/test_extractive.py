@@ -1,0 +1,37 @@
+from assistant.answerers import REFUSAL
+from assistant.answerers.extractive import answer
+from assistant.types import Passage
+
+
+def weight(term: str) -> float:
+    return 1.0
+
+
+def p(i: int, section: str, text: str, sim: float = 0.5) -> Passage:
+    return Passage(id=f"p{i}", document="d.md", title="T", section=section, text=text, start=0,
+                   end=len(text), similarity=sim)
+
+
+def test_answer_quotes_the_best_sentence_with_its_citation() -> None:
+    passages = [
+        p(1, "Digital risks › Port security",
+          "In 2017, NotPetya hit Maersk. The attacks cost the company over $300 million."),
+        p(2, "Data breaches", "Yahoo! announced a breach of 3 billion accounts.", 0.2),
+    ]
+    a = answer("How much did the attacks cost Maersk?", passages, weight)
+    assert not a.refused
+    assert "$300 million [1]" in a.answer
+    assert [c.id for c in a.citations] == [1] and a.citations[0].text == passages[0].text
+
+
+def test_a_bare_list_gets_its_heading() -> None:
+    passages = [p(1, "Projects › CyberSouth", "Algeria, Jordan, Lebanon, Morocco, Tunisia")]
+    a = answer("Which countries does CyberSouth cover?", passages, weight)
+    assert a.answer == "CyberSouth: Algeria, Jordan, Lebanon, Morocco, Tunisia [1]."
+
+
+def test_refuses_when_nothing_covers_the_question() -> None:
+    passages = [p(1, "Port security", "NotPetya hit Maersk.", 0.1)]
+    a = answer("How do I bake a chocolate cake?", passages, weight)
+    assert a.refused and a.answer == REFUSAL and a.citations == []
+    assert a.suggestions == ["Port security (d.md)"]

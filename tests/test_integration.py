@@ -1,0 +1,135 @@
+"""End to end with the real embedding model and a real embedded Chroma store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant import Assistant, InputError, Settings
+from assistant.answerers import REFUSAL
+from assistant.cli import main
+
+from .conftest import BROCHURE, CORPUS
+
+pytestmark = pytest.mark.slow
+
+
+def test_notpetya_answer_cites_the_300_million_figure(brochure_assistant: Assistant) -> None:
+    a = brochure_assistant.ask("How much did the NotPetya attack cost Maersk?")
+    assert not a.refused
+    assert "300 million" in a.answer
+    assert any("300 million" in c.text for c in a.citations)
+    source = BROCHURE.read_text(encoding="utf-8")
+    for c in a.citations:  # quotes are verbatim slices of the corpus
+        assert c.text in source
+        assert c.section.endswith("Port security")
+
+
+def test_recipe_question_is_refused_with_suggestions(brochure_assistant: Assistant) -> None:
+    a = brochure_assistant.ask("What is a good recipe for chocolate cake?")
+    assert a.refused and a.answer == REFUSAL and not a.citations
+    assert a.suggestions
+
+
+def test_follow_up_uses_the_previous_turn(brochure_assistant: Assistant) -> None:
+    from assistant.types import Message
+
+    first = "Tell me about the CyberSouth project."
+    a = brochure_assistant.ask("Which countries does it cover?",
+                               [Message("user", first), Message("assistant", "...")])
+    assert not a.refused and "Tunisia" in a.answer
+    assert a.rewritten_question == "Which countries does the CyberSouth project cover?"
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "x" * 2001])
+def test_empty_and_huge_questions_get_clear_errors(brochure_assistant: Assistant,
+                                                   bad: str) -> None:
+    with pytest.raises(InputError, match="empty|too long"):
+        brochure_assistant.ask(bad)
+
+
+def test_cli_ask_json_shape(brochure_data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(brochure_data_dir))
+    monkeypatch.setenv("ASSISTANT_GENERATOR", "extractive")
+    assert main(["ask", "--json", "How much did the NotPetya attack cost Maersk?"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"answer", "refused", "citations", "mode", "timings_ms"} <= set(out)
+    assert out["refused"] is False and out["mode"] == "extractive"
+    cite = out["citations"][0]
+    assert set(cite) == {"id", "document", "title", "section", "text"}
+    assert "300 million" in cite["text"]
+    assert main(["ask", "--json", " "]) == 2
+    assert "empty" in json.loads(capsys.readouterr().out)["error"]
+
+
+def _assistant(data: Path, corpus: Path, embedder) -> Assistant:  # type: ignore[no-untyped-def]
+    return Assistant(Settings(data_dir=data, corpus_dir=corpus), embedder=embedder)
+
+
+def test_incremental_reingest_and_per_file_failures(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(BROCHURE, corpus / BROCHURE.name)
+    (corpus / "extra.md").write_text("# Extra\n\n## Ports\n\nThe harbour of Zork has 12 cranes.\n")
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
+    a = _assistant(tmp_path / "data", corpus, embedder)
+
+    first = a.ingest()
+    assert not first.ok and "broken.pdf" in next(iter(first.failures))
+    assert first.documents == 2 and first.embedded_chunks == first.chunks
+
+    again = a.ingest()
+    assert again.embedded_chunks == 0 and again.chunks == first.chunks
+    assert again.seconds < 2.0
+
+    (corpus / "extra.md").write_text("# Extra\n\n## Ports\n\nThe harbour of Zork has 14 cranes.\n")
+    changed = a.ingest()
+    assert changed.updated == ["extra.md"] and changed.embedded_chunks == 1
+    assert "14 cranes" in a.ask("How many cranes does the harbour of Zork have?").answer
+
+    (corpus / "extra.md").unlink()
+    removed = a.ingest()
+    assert removed.removed == ["extra.md"] and removed.documents == 1
+    assert a.ask("How many cranes does the harbour of Zork have?").refused
+
+
+def test_crash_mid_ingest_keeps_the_previous_index(tmp_path: Path, embedder,  # type: ignore[no-untyped-def]
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(BROCHURE, corpus / BROCHURE.name)
+    a = _assistant(tmp_path / "data", corpus, embedder)
+    a.ingest()
+    before = a.ask("How much did the NotPetya attack cost Maersk?").answer
+
+    (corpus / "new.md").write_text("# New\n\nA new document about quantum keys.\n")
+
+    def crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(a.index._pointer, "modify", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        a.ingest()
+    monkeypatch.undo()
+
+    # A fresh process sees the previous generation, complete and answering.
+    fresh = _assistant(tmp_path / "data", corpus, embedder)
+    assert fresh.health()["documents"] == 1
+    assert fresh.ask("How much did the NotPetya attack cost Maersk?").answer == before
+    # The next ingest cleans up the half-built generation and succeeds.
+    assert fresh.ingest().added == ["new.md"]
+    names = [c.name for c in fresh.index.client.list_collections()]
+    assert len([n for n in names if "-g" in n]) == 1
+
+
+def test_multi_document_corpus(tmp_path: Path, embedder, related_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    a = _assistant(tmp_path / "data", CORPUS, embedder)
+    report = a.ingest([CORPUS, related_dir])
+    assert report.ok and report.documents == 6
+    ans = a.ask("What does the Paris Call say about the Budapest Convention?")
+    assert not ans.refused
+    assert any(c.document == "paris-call-2018.md" for c in ans.citations)

@@ -1,0 +1,30 @@
+from assistant.retrieval import BM25, rrf
+from assistant.text import sentence_spans, stem, tokens
+
+
+def test_rrf_rewards_agreement_between_rankings() -> None:
+    fused = rrf([["a", "b", "c"], ["c", "a", "d"]])
+    ids = [i for i, _ in fused]
+    assert ids[0] == "a"  # ranked 1st and 2nd
+    assert ids.index("c") < ids.index("b")  # 3rd + 1st beats 2nd alone
+    assert set(ids) == {"a", "b", "c", "d"}
+    assert fused[0][1] == 1 / 61 + 1 / 62
+
+
+def test_bm25_prefers_rare_matching_terms() -> None:
+    docs = [tokens("port security and ransomware"), tokens("security of elections"),
+            tokens("security culture")]
+    scores = BM25(docs).scores(tokens("ransomware security"))
+    assert max(scores, key=lambda i: scores[i]) == 0
+    assert BM25(docs).term_weight("ransomware") > BM25(docs).term_weight("security")
+
+
+def test_tokens_stem_plurals_and_drop_stopwords() -> None:
+    assert tokens("Which countries are the parties?") == ["country", "party"]
+    assert stem("measures") == "measure"
+
+
+def test_sentence_spans_keep_abbreviations_together() -> None:
+    text = "See Art. 222 TFEU. Then more.\n- item one\n- item two"
+    parts = [text[a:b] for a, b in sentence_spans(text)]
+    assert parts == ["See Art. 222 TFEU.", "Then more.", "- item one", "- item two"]
