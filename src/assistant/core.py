@@ -30,6 +30,10 @@ class InputError(ValueError):
     """A question or conversation the assistant cannot take; the message says why."""
 
 
+class BusyError(RuntimeError):
+    """The language model's queue is full; the caller should try again shortly."""
+
+
 @dataclass(frozen=True)
 class Delta:
     """A piece of answer text, as it is produced."""
@@ -119,15 +123,27 @@ class Assistant:
         }
 
     # -- questions -------------------------------------------------------------------------
-    def ask(self, question: str, history: Sequence[Message] = ()) -> Answer:
+    @property
+    def generators(self) -> list[str]:
+        """Generators this instance can use, the default first."""
+        return [self.mode]
+
+    def ask(self, question: str, history: Sequence[Message] = (),
+            generator: str | None = None) -> Answer:
         final: Answer | None = None
-        for event in self.stream(question, history):
+        for event in self.stream(question, history, generator):
             if isinstance(event, Final):
                 final = event.answer
         assert final is not None  # stream() always ends with Final
         return final
 
-    def stream(self, question: str, history: Sequence[Message] = ()) -> Iterator[Event]:
+    def stream(self, question: str, history: Sequence[Message] = (),
+               generator: str | None = None) -> Iterator[Event]:
+        """Answer `question` given earlier turns: Delta events, then one Final event.
+
+        Raises InputError for a question it cannot take, BusyError when the model is busy
+        (both before the first event).
+        """
         t0 = time.perf_counter()
         q = validate(question, history, self.settings)
         standalone = conversation.rewrite(q, history)

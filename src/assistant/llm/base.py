@@ -1,0 +1,107 @@
+"""The chat-model interface every front end talks to, and its errors.
+
+Messages are OpenAI-style dicts: ``{"role": "system"|"user"|"assistant", "content": str}``.
+Implementations: :class:`assistant.llm.local.LocalLlama` (in-process llama.cpp) and
+:class:`assistant.llm.openai_compat.OpenAICompatible` (any ``/v1/chat/completions`` server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, TypedDict, runtime_checkable
+
+
+class LLMError(RuntimeError):
+    """The model could not answer: server down, timeout, bad model file, malformed reply."""
+
+
+class LLMBusy(LLMError):
+    """Too many callers are already waiting for the model; try again later (HTTP 503)."""
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Message = dict[str, str]
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """A chat model that streams text deltas."""
+
+    name: str  # e.g. "local:qwen2.5-coder-1.5b-instruct-q4_k_m" or "openai:<model>"
+    last_usage: Usage | None  # token counts of the most recent finished stream, if known
+
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Iterator[str]:
+        """Yield text deltas as they are generated. Raises LLMError (or LLMBusy)."""
+        ...
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> str:
+        """The whole answer as one string (joins :meth:`stream`)."""
+        ...
+
+
+def validate_messages(messages: list[Message]) -> None:
+    """Reject malformed messages early with a clear error rather than a server 400/500."""
+    if not messages:
+        raise ValueError("messages must not be empty")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+            raise ValueError(f"messages[{i}] needs role system|user|assistant, got {m!r:.80}")
+        if not isinstance(m.get("content"), str):
+            raise ValueError(f"messages[{i}]['content'] must be a str")
+
+
+class StreamingChatModel:
+    """Mixin giving :meth:`complete` to any class with a ChatModel-style ``stream``."""
+
+    name: str = "unnamed"
+    last_usage: Usage | None = None
+
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Iterator[str]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> str:
+        return "".join(
+            self.stream(
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop,
+                timeout_s=timeout_s,
+            )
+        )
