@@ -53,8 +53,10 @@ class LlamaCppServer:
         api_key: str | None,
         log_path: Path,
         model_name: str,
+        own_log: bool = False,
     ) -> None:
         self._proc = proc
+        self._own_log = own_log
         self.url = url
         self.base_url = url + "/v1"
         self.api_key = api_key
@@ -79,6 +81,9 @@ class LlamaCppServer:
                 self._proc.wait(5)
         if self._proc.stdout:
             self._proc.stdout.close()
+        if self._own_log:  # a temp log we created: nothing went wrong worth keeping it for
+            self.log_path.unlink(missing_ok=True)
+            self._own_log = False
 
     def __enter__(self) -> LlamaCppServer:
         return self
@@ -117,6 +122,7 @@ def start_llamacpp_server(
     model_path = Path(model_path)
     if not model_path.is_file():
         raise LLMError(f"model file not found: {model_path}")
+    own_log = log_path is None
     if log_path is None:
         fd, name = tempfile.mkstemp(prefix="llamacpp-server-", suffix=".log")
         os.close(fd)
@@ -151,7 +157,7 @@ def start_llamacpp_server(
     model_name = model_path.name.removesuffix(".gguf")
     try:
         url = _wait_listening(proc, startup_timeout_s, log_path)
-        handle = LlamaCppServer(proc, url, api_key, log_path, model_name)
+        handle = LlamaCppServer(proc, url, api_key, log_path, model_name, own_log)
         _wait_healthy(handle, startup_timeout_s)
     except BaseException:
         if proc.poll() is None:

@@ -1,0 +1,170 @@
+"""The in-process llama.cpp model (LocalLlama) against the real packaged model.
+
+One LocalLlama is loaded for the whole module; queue tests change its max_queue temporarily.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.llm import ChatModel, LLMBusy, LLMError, LocalLlama
+
+USER_OK = [{"role": "user", "content": "Reply with the word OK."}]
+COUNT = [
+    {"role": "user", "content": "Count from 1 to 20, separated by commas. Output only the numbers."}
+]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def llm(model_path: Path) -> Iterator[LocalLlama]:
+    m = LocalLlama(model_path, n_ctx=2048, n_threads=2, max_queue=2)
+    m.load()
+    yield m
+    m.close()
+
+
+def _timed(it: Iterator[str]) -> list[tuple[float, str]]:
+    return [(time.perf_counter(), d) for d in it]
+
+
+def test_reply_ok_streams_chatml_answer(llm: LocalLlama) -> None:
+    assert isinstance(llm, ChatModel)
+    assert llm.name == "local:qwen2.5-coder-1.5b-instruct-q4_k_m"
+    text = "".join(llm.stream(USER_OK, max_tokens=16))
+    assert "OK" in text.upper()
+    assert "<|im_end|>" not in text and "<|im_start|>" not in text
+    assert llm.last_usage is not None
+    assert 20 < llm.last_usage["prompt_tokens"] < 60  # ChatML wrapping + default system prompt
+    assert 1 <= llm.last_usage["completion_tokens"] <= 16
+
+
+def test_deltas_arrive_incrementally(llm: LocalLlama) -> None:
+    start = time.perf_counter()
+    got = _timed(llm.stream(COUNT, max_tokens=48))
+    texts = [d for _, d in got]
+    assert len(texts) >= 10, texts
+    assert all(texts)
+    assert "1" in texts[0] or "1" in "".join(texts[:2])
+    # tokens are yielded as generated, not all at the end: the first arrives well before the last
+    first, last = got[0][0] - start, got[-1][0] - start
+    assert last - first > 0.3, (first, last)
+    assert llm.last_usage and llm.last_usage["completion_tokens"] >= len(texts) - 1
+
+
+def test_complete_joins_stream_and_honours_stop(llm: LocalLlama) -> None:
+    text = llm.complete(COUNT, max_tokens=48, stop=["5"])
+    assert "5" not in text and "4" in text
+
+
+def test_busy_when_queue_full(llm: LocalLlama) -> None:
+    llm.max_queue = 0
+    started = threading.Event()
+    result: dict[str, object] = {}
+
+    def long_call() -> None:
+        try:
+            chunks = []
+            for d in llm.stream(COUNT, max_tokens=40):
+                started.set()
+                chunks.append(d)
+            result["text"] = "".join(chunks)
+        except Exception as e:  # pragma: no cover - reported below
+            result["error"] = e
+        finally:
+            started.set()
+
+    t = threading.Thread(target=long_call)
+    t.start()
+    try:
+        assert started.wait(60)
+        t0 = time.perf_counter()
+        with pytest.raises(LLMBusy, match="busy"):
+            llm.complete(USER_OK, max_tokens=4)
+        assert time.perf_counter() - t0 < 0.5  # refused at once, not after waiting
+    finally:
+        t.join(120)
+        llm.max_queue = 2
+    assert "error" not in result, result
+    assert "10" in str(result["text"])
+
+
+def test_waiting_caller_is_served_and_third_is_refused(llm: LocalLlama) -> None:
+    llm.max_queue = 1
+    gate = threading.Event()
+    results: dict[str, object] = {}
+
+    def call(key: str, messages: list[dict[str, str]], n: int) -> None:
+        try:
+            it = llm.stream(messages, max_tokens=n)
+            out = []
+            for d in it:
+                gate.set()
+                out.append(d)
+            results[key] = "".join(out)
+        except Exception as e:
+            results[key] = e
+
+    first = threading.Thread(target=call, args=("first", COUNT, 30))
+    first.start()
+    try:
+        assert gate.wait(60)
+        second = threading.Thread(target=call, args=("second", USER_OK, 8))
+        second.start()
+        deadline = time.monotonic() + 5
+        while llm.waiting == 0 and time.monotonic() < deadline:  # second is now queued
+            time.sleep(0.01)
+        assert llm.waiting == 1
+        with pytest.raises(LLMBusy):
+            llm.complete(USER_OK, max_tokens=4)
+        second.join(120)
+    finally:
+        first.join(120)
+        llm.max_queue = 2
+    assert isinstance(results["first"], str) and isinstance(results["second"], str), results
+    assert "OK" in str(results["second"]).upper()
+
+
+def test_timeout_raises_and_model_recovers(llm: LocalLlama) -> None:
+    t0 = time.perf_counter()
+    with pytest.raises(LLMError, match="timed out"):
+        llm.complete(COUNT, max_tokens=200, timeout_s=0.05)
+    assert time.perf_counter() - t0 < 1.0  # reported promptly, not after the generation
+    # the aborted generation stops at its next token and frees the slot for the next caller
+    t0 = time.perf_counter()
+    assert "OK" in llm.complete(USER_OK, max_tokens=8, timeout_s=60).upper()
+    assert time.perf_counter() - t0 < 30
+
+
+def test_timeout_mid_stream(llm: LocalLlama) -> None:
+    got: list[str] = []
+    with pytest.raises(LLMError, match="timed out"):
+        for d in llm.stream(COUNT, max_tokens=200, timeout_s=1.5):
+            got.append(d)
+    assert got  # some tokens arrived before the deadline
+    assert "OK" in llm.complete(USER_OK, max_tokens=8).upper()
+
+
+def test_closing_generator_early_stops_generation(llm: LocalLlama) -> None:
+    it = llm.stream(COUNT, max_tokens=200)
+    next(it)
+    t0 = time.perf_counter()
+    it.close()  # e.g. the web client went away
+    # llama.cpp stops at its next token and frees the slot; had the 200-token generation
+    # gone on, the slot would stay taken for ~10 s
+    while llm.busy and time.perf_counter() - t0 < 30:
+        time.sleep(0.01)
+    assert time.perf_counter() - t0 < 3
+    assert "OK" in llm.complete(USER_OK, max_tokens=8).upper()
+
+
+def test_context_overflow_is_a_clear_error(llm: LocalLlama) -> None:
+    huge = [{"role": "user", "content": "word " * 5000}]
+    with pytest.raises(LLMError, match="context"):
+        llm.complete(huge, max_tokens=4)
