@@ -1,0 +1,60 @@
+"""The question sets are well-formed and every evidence span is verbatim in its document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.evaluation.dataset import load_items, load_support_pairs
+
+from ..conftest import BROCHURE, ROOT
+
+EVAL = ROOT / "eval"
+RELATED = ROOT.parent / "shared" / "related"
+
+
+def test_main_set_shape() -> None:
+    items = load_items(EVAL / "questions.jsonl")
+    answerable = [i for i in items if i.answerable]
+    assert len(answerable) >= 60
+    assert sum(i.category == "unanswerable" for i in items) >= 15
+    assert sum(i.category == "adversarial" for i in items) >= 10
+    assert sum(bool(i.history) for i in items) >= 8
+    for i in answerable:
+        assert i.reference and i.must_contain and i.evidence and i.expect == "answer", i.id
+    for i in items:
+        if not i.answerable:
+            assert i.expect == "refuse" and not i.evidence, i.id
+
+
+def test_every_evidence_span_is_verbatim_in_the_brochure() -> None:
+    text = BROCHURE.read_text(encoding="utf-8")
+    missing = [(i.id, span) for i in load_items(EVAL / "questions.jsonl")
+               for span in i.evidence if span not in text]
+    assert not missing
+
+
+def test_every_related_evidence_span_is_verbatim_in_its_document() -> None:
+    if not RELATED.is_dir():
+        pytest.fail(f"the related texts are missing: {RELATED}")
+    missing = []
+    for i in load_items(EVAL / "related_questions.jsonl"):
+        path = BROCHURE if i.document == BROCHURE.name else RELATED / i.document
+        text = Path(path).read_text(encoding="utf-8")
+        missing += [(i.id, span) for span in i.evidence if span not in text]
+    assert not missing
+
+
+def test_support_pairs_are_balanced_and_verbatim() -> None:
+    pairs = load_support_pairs(EVAL / "support_pairs.jsonl")
+    assert len(pairs) >= 40
+    assert 0.4 < sum(p.supported for p in pairs) / len(pairs) < 0.6
+    text = " ".join(BROCHURE.read_text(encoding="utf-8").split())
+    import re
+
+    plain = re.sub(r"\*\*", "", text)
+    not_found = [p.id for p in pairs
+                 if " ".join(p.passage.split()) not in text
+                 and re.sub(r"\*\*", "", " ".join(p.passage.split())) not in plain]
+    assert len(not_found) <= len(pairs) // 4, not_found  # a few are chart labels, reflowed
