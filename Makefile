@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run chat test lint bench clean-index
+.PHONY: setup run chat test lint bench clean-index chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,24 @@ setup: $(STAMP)
 
 run: setup
 	$(VENV)/bin/assistant ingest
+	$(VENV)/bin/assistant serve
+
+chat: setup
+	$(VENV)/bin/assistant ingest
 	$(VENV)/bin/assistant chat
 
-chat: run
+# The browser tests drive Debian's chromium (never `playwright install`: it downloads).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && apt-get install -y -q chromium; \
+	  else \
+	    echo "error: the browser tests need Debian's chromium at /usr/bin/chromium;" \
+	         "install it with: sudo apt-get install -y chromium" >&2; exit 1; \
+	  fi; \
+	fi
 
-test: setup
+test: setup chromium
 	$(PY) -m pytest
 
 lint: setup

@@ -1,0 +1,30 @@
+"""The web front ends over one `Assistant`: the HTTP API, the Gradio chat page and the widget.
+
+- `api.py`     FastAPI routes: /api/chat (JSON or SSE), /api/health, /v1/chat/completions
+- `ui.py`      the Gradio chat page (gr.ChatInterface) at /
+- `guard.py`   origins (CORS), security headers, API key and per-client rate limit
+- `app.py`     builds the one ASGI app: routes first, Gradio mounted last
+- `cli.py`     `assistant serve`
+- `loadtest.py` `python -m assistant.server.loadtest`: latency under concurrent clients
+- `static/widget.js` the embeddable chat widget, served at /widget.js
+"""
+
+from __future__ import annotations
+
+import os
+
+# Set before gradio is imported anywhere in the process: no analytics, no version check.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+__all__ = ["make_app"]
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    # Lazy: `assistant --help` imports server.cli and must not pay for importing gradio.
+    if name == "make_app":
+        from .app import make_app
+
+        return make_app
+    raise AttributeError(name)

@@ -1,0 +1,315 @@
+"""HTTP API over one `Assistant`: /api/chat (JSON or Server-Sent Events), /api/health and an
+OpenAI-compatible /v1/chat/completions.
+
+The assistant's `stream()` is a synchronous generator that does CPU work (retrieval, model
+calls), so every step of it runs in the thread pool: the event loop stays free and many
+extractive answers are served at once. `stream()` raises `InputError` / `BusyError` before its
+first event, so the first event is pulled before a 200 (or an event stream) is committed to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Literal, Protocol
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from ..core import BusyError, Delta, Event, Final, InputError
+from ..types import Answer, Message
+
+log = logging.getLogger(__name__)
+
+BUSY_MESSAGE = "busy, try again"
+BUSY_RETRY_AFTER_S = 5
+
+
+class AssistantLike(Protocol):
+    """What the front ends need from `assistant.core.Assistant` (tests pass small fakes)."""
+
+    @property
+    def generators(self) -> list[str]: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def stream(self, question: str, history: Sequence[Message] = (),
+               generator: str | None = None) -> Iterator[Event]: ...
+
+
+class ApiError(Exception):
+    """An error answered as JSON: {"error": message} (OpenAI's shape under /v1)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
+                 kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        self.kind = kind
+
+
+def error_response(path: str, status: int, message: str,
+                   headers: dict[str, str] | None = None, kind: str = "") -> JSONResponse:
+    """The one error body: {"error": "..."}; under /v1 OpenAI's {"error": {"message", ...}}."""
+    if path.startswith("/v1/"):
+        kind = kind or {401: "authentication_error", 429: "rate_limit_error",
+                        503: "server_error"}.get(status, "invalid_request_error")
+        body: dict[str, Any] = {"error": {"message": message, "type": kind, "code": status}}
+    else:
+        body = {"error": message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# -- request bodies ----------------------------------------------------------------------------
+class ChatMessageIn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: StrictStr
+
+
+class ChatRequest(BaseModel):
+    """POST /api/chat: the conversation so far; the last message is the user's question."""
+
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    stream: StrictBool = False
+    generator: StrictStr | None = Field(
+        None, description="A name from GET /api/health `generators`; default: the first."
+    )
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: StrictStr
+    text: StrictStr | None = None
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: StrictStr | list[ContentPart] | None = None
+
+
+class CompletionRequest(BaseModel):
+    """POST /v1/chat/completions; sampling options are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: StrictStr = ""
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    stream: StrictBool = False
+
+
+# -- conversation helpers ----------------------------------------------------------------------
+def split_conversation(messages: Sequence[tuple[str, str]]) -> tuple[str, list[Message]]:
+    """(role, text) turns -> (the last user message, the earlier user/assistant turns)."""
+    turns = [(role, text) for role, text in messages if role in ("user", "assistant")]
+    if not turns:
+        raise ApiError(422, "messages must hold at least one user message.")
+    role, question = turns[-1]
+    if role != "user":
+        raise ApiError(422, "The last message must come from the user (role \"user\").")
+    history = [Message("user" if r == "user" else "assistant", t) for r, t in turns[:-1]]
+    return question, history
+
+
+def _openai_text(m: OpenAIMessage) -> str:
+    if m.content is None:
+        return ""
+    if isinstance(m.content, str):
+        return m.content
+    return "".join(p.text or "" for p in m.content if p.type == "text")
+
+
+_END = object()
+
+
+def _next(it: Iterator[Event]) -> Any:
+    return next(it, _END)
+
+
+def _collect(events: Iterator[Event]) -> Answer:
+    final: Answer | None = None
+    for event in events:
+        if isinstance(event, Final):
+            final = event.answer
+    if final is None:
+        raise RuntimeError("the assistant ended without a final answer")
+    return final
+
+
+def _is_busy(exc: BaseException) -> bool:
+    if isinstance(exc, BusyError):
+        return True
+    try:
+        from ..llm.base import LLMBusy
+    except ImportError:  # pragma: no cover - the LLM layer is optional
+        return False
+    return isinstance(exc, LLMBusy)
+
+
+def _map_error(exc: Exception) -> ApiError:
+    if isinstance(exc, InputError):
+        return ApiError(422, str(exc))
+    if _is_busy(exc):
+        return ApiError(503, BUSY_MESSAGE, {"Retry-After": str(BUSY_RETRY_AFTER_S)},
+                        kind="server_error")
+    log.exception("answering failed")
+    return ApiError(500, f"The assistant failed to answer: {type(exc).__name__}.",
+                    kind="server_error")
+
+
+class _Session:
+    """One answer in progress: its generator, and the first event (already pulled)."""
+
+    def __init__(self, events: Iterator[Event], first: Event) -> None:
+        self.events = events
+        self.first = first
+
+    async def rest(self) -> AsyncIterator[Event]:
+        try:
+            yield self.first
+            async for event in iterate_in_threadpool(self.events):
+                yield event
+        finally:
+            close = getattr(self.events, "close", None)
+            if close is not None:
+                # Stops a model still generating for a client that left; "generator already
+                # executing" (ValueError) means it is mid-step and ends by itself.
+                with contextlib.suppress(ValueError):
+                    await run_in_threadpool(close)
+
+
+async def start(assistant: AssistantLike, question: str, history: list[Message],
+                generator: str | None) -> _Session:
+    """Run the assistant up to its first event; errors before it become an ApiError."""
+    events = assistant.stream(question, history, generator)
+    try:
+        first = await run_in_threadpool(_next, events)
+    except Exception as exc:
+        raise _map_error(exc) from exc
+    if first is _END:
+        raise _map_error(RuntimeError("no answer"))
+    return _Session(events, first)
+
+
+async def answer_all(assistant: AssistantLike, question: str, history: list[Message],
+                     generator: str | None) -> Answer:
+    try:
+        return await run_in_threadpool(_collect, assistant.stream(question, history, generator))
+    except Exception as exc:
+        raise _map_error(exc) from exc
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+# -- the router --------------------------------------------------------------------------------
+def make_api_router(assistant: AssistantLike) -> APIRouter:
+    router = APIRouter()
+
+    def pick_generator(name: str | None, *, strict: bool) -> str | None:
+        if not name:
+            return None
+        available = assistant.generators
+        if name in available:
+            return name
+        if strict:
+            raise ApiError(422, f"Unknown generator {name!r}; available: {', '.join(available)}.")
+        return None  # OpenAI clients send any model name: use the default generator
+
+    @router.get("/api/health")
+    async def health() -> dict[str, Any]:
+        info = await run_in_threadpool(assistant.health)
+        return {"status": "ok", **info, "generators": assistant.generators}
+
+    @router.post("/api/chat", response_model=None)
+    async def chat(body: ChatRequest) -> JSONResponse | StreamingResponse:
+        """The answer to the last user message, in the `assistant ask --json` shape.
+
+        With "stream": true, Server-Sent Events: `delta` events ({"text": ...}) and then one
+        `final` event (the whole answer object, whose "answer" is authoritative), or one
+        `error` event ({"error": ...}) if answering fails midway.
+        """
+        question, history = split_conversation([(m.role, m.content) for m in body.messages])
+        generator = pick_generator(body.generator, strict=True)
+        if not body.stream:
+            answer = await answer_all(assistant, question, history, generator)
+            return JSONResponse(answer.to_json())
+        session = await start(assistant, question, history, generator)
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                async for event in session.rest():
+                    if isinstance(event, Delta):
+                        yield _sse("delta", {"text": event.text})
+                    elif isinstance(event, Final):
+                        yield _sse("final", event.answer.to_json())
+            except Exception as exc:
+                yield _sse("error", {"error": _map_error(exc).message})
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    @router.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [
+            {"id": g, "object": "model", "created": 0, "owned_by": "assistant"}
+            for g in assistant.generators
+        ]}
+
+    @router.post("/v1/chat/completions", response_model=None)
+    async def completions(body: CompletionRequest) -> JSONResponse | StreamingResponse:
+        """OpenAI-compatible; the citations travel in extra fields "citations" and "refused"."""
+        question, history = split_conversation([(m.role, _openai_text(m)) for m in body.messages])
+        generator = pick_generator(body.model, strict=False)
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if not body.stream:
+            answer = await answer_all(assistant, question, history, generator)
+            return JSONResponse({
+                "id": cid, "object": "chat.completion", "created": created,
+                "model": answer.mode,
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                             "message": {"role": "assistant", "content": answer.answer}}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                "citations": [c.public() for c in answer.citations],
+                "refused": answer.refused,
+            })
+        session = await start(assistant, question, history, generator)
+        model = generator or (assistant.generators or ["assistant"])[0]
+
+        def chunk(delta: dict[str, Any], finish: str | None = None,
+                  **extra: Any) -> str:
+            data = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                    "model": model, "choices": [{"index": 0, "delta": delta,
+                                                 "finish_reason": finish, "logprobs": None}],
+                    **extra}
+            return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+        async def events() -> AsyncIterator[str]:
+            yield chunk({"role": "assistant", "content": ""})
+            try:
+                async for event in session.rest():
+                    if isinstance(event, Delta):
+                        yield chunk({"content": event.text})
+                    elif isinstance(event, Final):
+                        a = event.answer
+                        yield chunk({}, "stop", answer=a.answer, refused=a.refused,
+                                    citations=[c.public() for c in a.citations])
+            except Exception as exc:
+                err = _map_error(exc)
+                payload = {"error": {"message": err.message, "type": err.kind}}
+                yield f"data: {json.dumps(payload)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    return router

@@ -1,0 +1,246 @@
+"""The Gradio chat page: a gr.ChatInterface (messages format) over the same `Assistant`.
+
+Streamed answers; under each answer a collapsible "Sources" message (metadata title) with the
+numbered citations; like/dislike appended to <data_dir>/feedback.jsonl; retry, undo and clear
+come with ChatInterface; a generator dropdown when more than one generator is available.
+
+Nothing from a question or a document runs as HTML: `safe_chatbot` turns every `<` into a
+character reference before the browser sees it (and back when the value returns), so markup
+shows as the literal text it is; Gradio's own sanitizer stays on behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..core import BusyError, Delta, Final, InputError
+from ..types import Answer, Message
+from .api import BUSY_MESSAGE, AssistantLike, _is_busy
+
+log = logging.getLogger(__name__)
+
+TITLE = "Cyber Diplomacy Assistant"
+EXAMPLES = [
+    "How much did the NotPetya attack cost Maersk?",
+    "Which countries does the YAKSHA project cover?",
+    "What is the EU Cyber Diplomacy Toolbox?",
+    "What does the NIS Directive require?",
+]
+SOURCES_TITLE = "Sources"
+SUGGESTIONS_TITLE = "Closest sections"
+
+
+# -- escaping ----------------------------------------------------------------------------------
+def escape_html(text: str) -> str:
+    """Make markup inert but still visible: '<b>' is shown as '<b>', never parsed."""
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
+def unescape_html(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&amp;", "&")
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$])")
+
+
+def escape_markdown(text: str) -> str:
+    """Quoted document text is shown as written: no links, emphasis or headings from it."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _map_text(messages: list[Any], fn: Any) -> None:
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else getattr(m, "content", None)
+        parts = content if isinstance(content, list) else [content]
+        for part in parts:
+            if isinstance(part, dict) and part.get("type") == "text":
+                part["text"] = fn(part.get("text") or "")
+            elif getattr(part, "type", None) == "text" and hasattr(part, "text"):
+                part.text = fn(part.text or "")
+
+
+def safe_chatbot(**kwargs: Any) -> gr.Chatbot:
+    """A Chatbot whose text reaches the browser with markup escaped (see module doc).
+
+    The instance's own postprocess/preprocess are wrapped rather than subclassing: a Chatbot
+    subclass makes Gradio write a .pyi stub next to this module and load a custom frontend.
+    """
+    chatbot = gr.Chatbot(**kwargs)
+    postprocess, preprocess = chatbot.postprocess, chatbot.preprocess
+
+    def escaped(value: Any) -> Any:
+        data = postprocess(value)
+        _map_text(list(data.root), escape_html)
+        return data
+
+    def unescaped(payload: Any) -> Any:
+        messages = preprocess(payload)
+        _map_text(messages, unescape_html)
+        return messages
+
+    chatbot.postprocess = escaped  # type: ignore[method-assign]
+    chatbot.preprocess = unescaped  # type: ignore[method-assign]
+    return chatbot
+
+
+# -- rendering an answer -----------------------------------------------------------------------
+def message_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content
+                         if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def to_history(history: list[dict[str, Any]]) -> list[Message]:
+    """Gradio's messages -> the assistant's turns (the Sources blocks are left out)."""
+    turns: list[Message] = []
+    for m in history:
+        if (m.get("metadata") or {}).get("title"):
+            continue
+        role = m.get("role")
+        if role in ("user", "assistant"):
+            turns.append(Message(role, message_text(m)))
+    return turns
+
+
+def sources_markdown(answer: Answer) -> str:
+    blocks = []
+    for c in answer.citations:
+        heading = f"**[{c.id}] {escape_markdown(c.title or c.document)}**"
+        if c.section:
+            heading += f" — {escape_markdown(c.section)}"
+        quote = "\n".join("> " + escape_markdown(line) if line.strip() else ">"
+                          for line in c.text.strip().splitlines())
+        blocks.append(f"{heading}  \n*{escape_markdown(c.document)}*\n\n{quote}")
+    for note in answer.notes:
+        blocks.append(f"*{escape_markdown(note)}*")
+    return "\n\n".join(blocks)
+
+
+def answer_messages(answer: Answer) -> list[gr.ChatMessage]:
+    out = [gr.ChatMessage(role="assistant", content=answer.answer)]
+    if answer.citations:
+        out.append(gr.ChatMessage(role="assistant", content=sources_markdown(answer),
+                                  metadata={"title": SOURCES_TITLE, "status": "done"}))
+    elif answer.suggestions:
+        listing = "\n".join(f"- {escape_markdown(s)}" for s in answer.suggestions)
+        out.append(gr.ChatMessage(role="assistant", content=listing,
+                                  metadata={"title": SUGGESTIONS_TITLE, "status": "done"}))
+    return out
+
+
+# -- feedback ----------------------------------------------------------------------------------
+class FeedbackLog:
+    """Likes and dislikes, one JSON object a line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def record(self, history: list[dict[str, Any]], index: Any, liked: Any) -> dict[str, Any]:
+        i = index[0] if isinstance(index, list | tuple) else int(index)
+        message = history[i] if 0 <= i < len(history) else {}
+        question = next((message_text(m) for m in reversed(history[:i])
+                         if m.get("role") == "user"), "")
+        sources = ""
+        if i + 1 < len(history) and (history[i + 1].get("metadata") or {}).get("title"):
+            sources = message_text(history[i + 1])
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "rating": "like" if liked is True else "dislike" if liked is False else str(liked),
+            "question": question,
+            "answer": message_text(message),
+            "sources": sources,
+            "index": i,
+        }
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        return entry
+
+
+# -- the page ----------------------------------------------------------------------------------
+def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None) -> gr.Blocks:
+    generators = list(assistant.generators)
+    feedback = FeedbackLog(Path(settings.data_dir) / "feedback.jsonl")
+
+    def answer(message: str, history: list[dict[str, Any]], generator: str | None,
+               request: gr.Request | None) -> Iterator[Any]:
+        if limiter is not None and request is not None and request.client is not None:
+            wait = limiter.hit(request.client.host)
+            if wait:
+                raise gr.Error(f"Too many questions; try again in {int(wait) + 1} s.")
+        text = ""
+        try:
+            for event in assistant.stream(message, to_history(history), generator):
+                if isinstance(event, Delta):
+                    text += event.text
+                    yield text
+                elif isinstance(event, Final):
+                    yield answer_messages(event.answer)
+        except InputError as exc:
+            raise gr.Error(str(exc)) from exc
+        except BusyError as exc:
+            raise gr.Error(BUSY_MESSAGE) from exc
+        except Exception as exc:
+            if _is_busy(exc):
+                raise gr.Error(BUSY_MESSAGE) from exc
+            log.exception("answering failed")
+            raise gr.Error(f"The assistant failed to answer ({type(exc).__name__}).") from exc
+
+    # The function's signature decides what Gradio passes, so there are two of them.
+    if len(generators) > 1:
+        def respond(message: str, history: list[dict[str, Any]], generator: str,
+                    request: gr.Request) -> Iterator[Any]:
+            yield from answer(message, history, generator, request)
+    else:
+        def respond(message: str, history: list[dict[str, Any]],  # type: ignore[misc]
+                    request: gr.Request) -> Iterator[Any]:
+            yield from answer(message, history, None, request)
+
+    def on_like(history: list[dict[str, Any]], data: gr.LikeData) -> None:
+        feedback.record(history, data.index, data.liked)
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False, fill_height=True) as page:
+        chatbot = safe_chatbot(
+            label="Conversation", scale=1, sanitize_html=True, render_markdown=True,
+            allow_tags=False, latex_delimiters=[], buttons=["copy"],
+            placeholder="Ask about the documents. Every answer cites the passages it used.",
+        )
+        extra: list[Any] = []
+        examples: list[Any] = EXAMPLES
+        if len(generators) > 1:
+            extra = [gr.Dropdown(generators, value=generators[0], label="Answer with")]
+            examples = [[q, None] for q in EXAMPLES]
+        gr.ChatInterface(
+            respond,
+            chatbot=chatbot,
+            textbox=gr.Textbox(placeholder="Ask a question…", submit_btn=True, stop_btn=True,
+                               max_lines=6, show_label=False),
+            additional_inputs=extra,
+            additional_inputs_accordion="Generator" if extra else None,
+            examples=examples,
+            run_examples_on_click=True,
+            cache_examples=False,
+            title=TITLE,
+            description="Answers come from the documents, with numbered sources. "
+                        "Open **Sources** under an answer to read the quoted passages.",
+            api_name="chat",
+            analytics_enabled=False,
+            fill_height=True,
+        )
+        chatbot.like(on_like, [chatbot], None, api_visibility="undocumented", queue=False)
+    return page

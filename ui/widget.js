@@ -1,0 +1,1 @@
+../src/assistant/server/static/widget.js
