@@ -216,8 +216,8 @@ def _describe(errors: list[dict[str, Any]]) -> tuple[int, str]:
     for e in errors[:5]:
         loc = [str(x) for x in e.get("loc", ()) if x != "body"]
         where = ".".join(loc)
-        if not where and e.get("type") == "missing":
-            return 422, ('Send a JSON body (Content-Type: application/json) like '
+        if not where:  # no body, or not a JSON object
+            return 422, ('Send a JSON object (Content-Type: application/json) like '
                          '{"messages": [{"role": "user", "content": "your question"}]}.')
         msg = e.get("msg", "invalid")
         if e.get("type") == "literal_error" and loc and loc[-1] == "role":

@@ -10,7 +10,7 @@
  * - The conversation is kept in sessionStorage for the browser session.
  * - Safety: no text from a question, an answer or a document is ever parsed as HTML. The DOM
  *   is built with createElement/textContent; the Markdown subset (paragraphs, **bold**, lists,
- *   [n] citation markers) is parsed here into nodes, never through innerHTML.
+ *   [n] citation markers) is parsed here into nodes, never by an HTML parser.
  */
 (function () {
   "use strict";

@@ -1,0 +1,54 @@
+"""A tiny stand-in for `assistant.core.Assistant`: fast API tests without a model or an index."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from assistant.core import BusyError, Delta, Event, Final, validate
+from assistant.settings import Settings
+from assistant.types import Answer, Citation, Message
+
+CITATION = Citation(1, "doc.md", "A document", "Part › Section", "Quoted <b>text</b> [sic].")
+ANSWER = "The answer is here [1]."
+
+
+class FakeAssistant:
+    def __init__(self, settings: Settings | None = None, *, generators: Sequence[str] = (
+            "extractive",), delay: float = 0.0, busy: bool = False,
+            fail_midway: bool = False) -> None:
+        self.settings = settings or Settings(data_dir=Path("/nonexistent"))
+        self._generators = list(generators)
+        self.delay = delay
+        self.busy = busy
+        self.fail_midway = fail_midway
+        self.calls: list[tuple[str, list[Message], str | None]] = []
+        self.threads: set[int] = set()
+
+    @property
+    def generators(self) -> list[str]:
+        return list(self._generators)
+
+    def health(self) -> dict[str, Any]:
+        return {"documents": 1, "chunks": 3, "generator": self._generators[0],
+                "store": "embedded", "embedding_model": "fake"}
+
+    def stream(self, question: str, history: Sequence[Message] = (),
+               generator: str | None = None) -> Iterator[Event]:
+        q = validate(question, history, self.settings)
+        if self.busy:
+            raise BusyError("queue full")
+        self.threads.add(threading.get_ident())
+        self.calls.append((q, list(history), generator))
+        if self.delay:
+            time.sleep(self.delay)
+        yield Delta("The answer ")
+        yield Delta("is here [1].")
+        if self.fail_midway:
+            raise RuntimeError("the model fell over")
+        yield Final(Answer(answer=ANSWER, refused=False, citations=[CITATION],
+                           mode=generator or self._generators[0],
+                           timings_ms={"total": 1.0}))
