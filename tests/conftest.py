@@ -51,8 +51,8 @@ def brochure_data_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Pat
 def brochure_assistant(brochure_data_dir: Path, embedder):  # type: ignore[no-untyped-def]
     from assistant import Assistant, Settings
 
-    return Assistant(Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="extractive"),
-                     embedder=embedder)
+    settings = Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="extractive")
+    return Assistant(settings, embedder=embedder)
 
 
 @pytest.fixture(scope="session")

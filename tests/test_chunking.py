@@ -18,7 +18,8 @@ def test_chunks_are_verbatim_slices_with_heading_paths() -> None:
         assert d.text[c.start : c.end] == c.text
         assert len(c.text) <= 900 or "\n" not in c.text.strip()
     port = [c for c in chunks if "NotPetya" in c.text]
-    assert port and port[0].section == f"Digital risks and the EU's responses{SECTION_SEP}Port security"
+    expected = f"Digital risks and the EU's responses{SECTION_SEP}Port security"
+    assert port and port[0].section == expected
 
 
 def test_front_matter_is_not_chunked_and_gives_the_title() -> None:

@@ -47,7 +47,7 @@ def test_follow_up_uses_the_previous_turn(brochure_assistant: Assistant) -> None
 @pytest.mark.parametrize("bad", ["", "   ", "x" * 2001])
 def test_empty_and_huge_questions_get_clear_errors(brochure_assistant: Assistant,
                                                    bad: str) -> None:
-    with pytest.raises(InputError, match="empty|too long"):
+    with pytest.raises(InputError, match=r"empty|too long"):
         brochure_assistant.ask(bad)
 
 

@@ -28,3 +28,15 @@ def test_sentence_spans_keep_abbreviations_together() -> None:
     text = "See Art. 222 TFEU. Then more.\n- item one\n- item two"
     parts = [text[a:b] for a, b in sentence_spans(text)]
     assert parts == ["See Art. 222 TFEU.", "Then more.", "- item one", "- item two"]
+
+
+def test_keep_leaders_keeps_each_rankings_best_hits() -> None:
+    from assistant.retrieval import keep_leaders
+
+    dense = ["d1", "d2", "x", "y", "z"]
+    keyword = ["x", "y", "z", "w", "d1"]
+    fused = rrf([dense, keyword])
+    top = [i for i, _ in keep_leaders(fused, [dense, keyword], 3, leaders=2)]
+    assert len(top) == 3 and {"d1", "x"} <= set(top)
+    assert [i for i, _ in keep_leaders(fused, [dense, keyword], 5, leaders=1)] == \
+        [i for i, _ in fused[:5]]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .documents import SourceDocument
 
 SECTION_SEP = " › "
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"'”’)]*\s+(?=[A-Z0-9“\"(•\-*])")
@@ -117,7 +117,10 @@ def chunk_document(doc: SourceDocument, limit: int = 900) -> list[Chunk]:
     return chunks
 
 
-def embedding_text(title: str, section: str, text: str) -> str:
-    """What gets embedded and keyword-indexed: the heading path gives short chunks context."""
-    head = SECTION_SEP.join(x for x in (title, section) if x)
-    return f"{head}\n{text}" if head else text
+def embedding_text(section: str, text: str) -> str:
+    """What gets embedded: the heading path gives short chunks (a list of countries) context.
+
+    The document title is left out: it is the same for every chunk of a document and would
+    drown a short chunk's own words (and, in keyword search, match every chunk at once).
+    """
+    return f"{section}\n{text}" if section else text

@@ -22,6 +22,9 @@ _FRAME = re.compile(
     r"(?:\s+(?:is|are|was|were|does|do|did|has|have|had|can|could|should|will|would))?)\s+",
     re.IGNORECASE,
 )
+_SAYS = re.compile(r"^(?:the (?:brochure|documents?|text)\s+|it\s+|they\s+)?"
+                   r"(?:say|says|said|mention|mentions|tell us|write)\s+(?:about\s+)?",
+                   re.IGNORECASE)
 _TAIL = re.compile(r"\s+(?:do|does|mean|means|say|about|for)\s*$", re.IGNORECASE)
 
 
@@ -29,6 +32,7 @@ def topic_of(question: str) -> str:
     """"What does the NIS Directive do?" -> "the NIS Directive"."""
     q = question.strip().rstrip("?.! ")
     q = _FRAME.sub("", q, count=1)
+    q = _SAYS.sub("", q, count=1)
     q = _TAIL.sub("", q)
     return q.strip(" ,")
 
@@ -70,3 +74,21 @@ def rewrite(question: str, history: Sequence[Message]) -> str:
         replacement = topic + "'s" if word in {"its", "their"} else topic
         return q[: m.start()] + replacement + q[m.end():]
     return f"{q.rstrip('?')} ({topic})?" if q.endswith("?") else f"{q} ({topic})"
+
+
+_PART = re.compile(
+    r"(?:,\s*and\s+|;\s*|\s+and\s+)(?=(?:what|which|who|whom|when|where|why|how|does|do|did|is|"
+    r"are|was|were|can)\b)",
+    re.IGNORECASE,
+)
+
+
+def split_parts(question: str) -> list[str]:
+    """"Which company was hit by NotPetya, and how many accounts did Yahoo! lose?" -> 2 parts.
+
+    Only splits where a new question clause starts, so "Brazil and China" stays whole.
+    """
+    parts = [p.strip(" ,;") for p in _PART.split(question) if p.strip(" ,;?")]
+    if len(parts) < 2 or any(len(tokens(p)) < 2 for p in parts):
+        return [question]
+    return [p if p.endswith("?") else p + "?" for p in parts[:3]]

@@ -83,6 +83,7 @@ class Assistant:
         self.index = index or ChromaIndex(settings.data_dir, settings.chroma_url,
                                           settings.collection)
         self._retriever: HybridRetriever | None = None
+        self.extractive = extractive.ExtractiveAnswerer(self.embedder.embed)
         self.mode = "extractive"
 
     @classmethod
@@ -148,9 +149,15 @@ class Assistant:
         q = validate(question, history, self.settings)
         standalone = conversation.rewrite(q, history)
         t1 = time.perf_counter()
-        passages = self.retriever.retrieve(standalone, self.settings.top_k)
+        parts = conversation.split_parts(standalone)
+        answers = []
+        for part in parts:  # a two-part question gets passages for each part
+            query_vec = self.retriever.embed_query(part)
+            passages = self.retriever.retrieve(part, self.settings.top_k, query_vec)
+            answers.append(self.extractive.answer(part, passages,
+                                                  self.retriever.bm25.term_weight, query_vec))
         t2 = time.perf_counter()
-        result = extractive.answer(standalone, passages, self.retriever.bm25.term_weight)
+        result = answers[0] if len(answers) == 1 else extractive.merge(answers)
         t3 = time.perf_counter()
         result.rewritten_question = standalone if standalone != q else ""
         result.timings_ms.update({

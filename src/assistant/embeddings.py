@@ -45,7 +45,7 @@ class SentenceTransformerEmbedder:
             )
         self.model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
         self.name = "all-MiniLM-L6-v2" if not path else os.path.basename(path.rstrip("/"))
-        self.dimension = int(self.model.get_embedding_dimension())
+        self.dimension = int(self.model.get_embedding_dimension() or 0)
         self.batch_size = batch_size
         log.info("embedding model %s (%d-d) loaded from %s", self.name, self.dimension, self.path)
 

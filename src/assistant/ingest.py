@@ -148,7 +148,7 @@ def _count(index: ChromaIndex) -> int:
 def _embed(
     embedder: Embedder, chunks: list[Chunk], batch_size: int, progress: Progress | None
 ) -> np.ndarray:
-    texts = [embedding_text(c.title, c.section, c.text) for c in chunks]
+    texts = [embedding_text(c.section, c.text) for c in chunks]
     parts: list[np.ndarray] = []
     for i in range(0, len(texts), batch_size):
         parts.append(embedder.embed(texts[i : i + batch_size]))

@@ -32,6 +32,29 @@ def rrf(rankings: list[list[str]], k: int = RRF_K) -> list[tuple[str, float]]:
     return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
 
 
+def keep_leaders(fused: list[tuple[str, float]], rankings: list[list[str]], k: int,
+                 leaders: int = 2) -> list[tuple[str, float]]:
+    """The top k of a fusion, with each ranking's first `leaders` hits guaranteed a place.
+
+    When one retriever is uninformative (every chunk matches the query words), plain RRF can
+    push the other retriever's clear winners out of the top k; this keeps them in.
+    """
+    top = fused[:k]
+    chosen = {i for i, _ in top}
+    scores = dict(fused)
+    must = [i for r in rankings for i in r[:leaders] if i not in chosen]
+    for i in dict.fromkeys(must):
+        # Replace the weakest entry that is not itself a leader.
+        protected = {j for r in rankings for j in r[:leaders]}
+        for pos in range(len(top) - 1, -1, -1):
+            if top[pos][0] not in protected:
+                chosen.discard(top[pos][0])
+                top[pos] = (i, scores[i])
+                chosen.add(i)
+                break
+    return sorted(top, key=lambda kv: -kv[1])
+
+
 class BM25:
     """Okapi BM25 over pre-tokenised documents (small and dependency-free)."""
 
@@ -109,7 +132,7 @@ class HybridRetriever:
             chunks = self.index.all_chunks()
             self.chunks = {c.id: c for c in chunks}
             self._ids = [c.id for c in chunks]
-            self.bm25 = BM25([tokens(embedding_text(c.title, c.section, c.text)) for c in chunks])
+            self.bm25 = BM25([tokens(embedding_text(c.section, c.text)) for c in chunks])
             self._active = active
             log.info("retriever: %d chunks from %s", len(chunks), active or "(empty index)")
 
@@ -142,7 +165,7 @@ class HybridRetriever:
         rankings = [[i for i, _ in dense]]
         if self.hybrid:
             rankings.append([i for i, _ in self.keyword(query, self.candidates)])
-        fused = rrf(rankings)[:k]
+        fused = keep_leaders(rrf(rankings), rankings, k)
         similarity = dict(dense)
         missing = [i for i, _ in fused if i not in similarity and i in self.chunks]
         if missing:  # keyword-only hits: their stored vectors give the dense similarity

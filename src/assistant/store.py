@@ -139,7 +139,8 @@ class ChromaIndex:
         if n == 0:
             return []
         res = col.query(query_embeddings=[embedding.tolist()], n_results=n, include=["distances"])
-        return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0], strict=True)]
+        pairs = zip(res["ids"][0], res["distances"][0], strict=True)
+        return [(i, 1.0 - float(d)) for i, d in pairs]
 
     def embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
         col = self.active_collection(refresh=False)

@@ -1,37 +1,67 @@
 """The extractive answerer: no language model, answers made of sentences quoted from passages.
 
-Each candidate sentence (or list item) of the retrieved passages is scored by how much of
-the question it covers (idf-weighted content words, the section heading counting half) and
-by the dense similarity of its passage. The best one or two become the answer, each
-followed by the [n] of its passage. When nothing covers the question well enough, the
-answer is the fixed refusal phrase.
+Every sentence (or list item) of the retrieved passages is a candidate. Its score mixes
+  - coverage: the idf-weighted share of the question's content words found in the sentence,
+    its section headings, or (at half weight) the rest of its passage, and
+  - meaning: the cosine similarity of the question and the sentence embeddings,
+plus small nudges for the question's type ("how many X" wants "<number> X", "what is X"
+wants "X is ..."). The best one or two candidates become the answer, each followed by the
+[n] of its passage. Below a calibrated score, or when the question's type is not met (a
+"who" question with no name in the sentence, a "when" question with no date), the answer
+is the fixed refusal.
 """
 
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from ..citations import citation_for
 from ..text import sentence_spans, stem, strip_markdown, tokens
-from ..types import Answer, Passage
+from ..types import Answer, Citation, Passage
 from . import REFUSAL
 
 Weight = Callable[[str], float]
+Embed = Callable[[list[str]], np.ndarray]
 
-# Thresholds, tuned on eval/questions.jsonl (see eval/README.md for the current figures).
-MIN_SIMILARITY = 0.15  # below this dense similarity, a passage is off-topic
-MIN_COVERAGE = 0.50  # share of the question's weighted content words an answer must cover
-STRONG_SIMILARITY = 0.45  # a very close passage may cover fewer words (paraphrases)
-MIN_COVERAGE_STRONG = 0.34
-SECOND_RATIO = 0.75  # a second sentence must score at least this share of the first
+# Calibrated on eval/questions.jsonl (answerable vs unanswerable/adversarial items).
+MIN_SCORE = 0.40  # below this the best sentence does not answer the question
+W_COVERAGE, W_MEANING, W_PASSAGE = 0.45, 0.45, 0.10
+SECOND_RATIO = 0.85  # a second sentence must score at least this share of the first
+ADJACENT_RATIO = 0.75  # ... or this much when it directly follows the first
+LIST_BONUS = 0.1
+CONTEXT_WEIGHT = 0.3  # question words found elsewhere in the sentence's passage
 
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.)\s+")
-_QUANTITY = re.compile(r"\b(how (?:much|many|long|often)|what (?:year|date|percentage|share)|"
-                       r"when|how large|number of)\b", re.IGNORECASE)
+_NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+                 "twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozens?|"
+                 "two-thirds|half")
+_HAS_NUMBER = re.compile(rf"\b\d|\b(?:{_NUMBER_WORDS})\b", re.IGNORECASE)
+_HAS_DATE = re.compile(r"\b(?:1[89]\d\d|20\d\d)\b|\b(?:January|February|March|April|May|June|"
+                       r"July|August|September|October|November|December)\b")
+_MONEY = re.compile(r"[$€£]\s?\d|\b(?:euros?|dollars?|million|billion)\b", re.IGNORECASE)
+_HOW_MANY = re.compile(r"\bhow many (\w+)", re.IGNORECASE)
+_NEEDS_NUMBER = re.compile(r"\b(how (?:much|many)|what (?:percentage|share|proportion)|"
+                           r"number of)\b", re.IGNORECASE)
+_NEEDS_DATE = re.compile(r"^\s*(?:when|in what year|what year|on what date)\b", re.IGNORECASE)
+_NEEDS_NAME = re.compile(r"^\s*(?:who|which (?:country|company|persons?|people|individuals?|"
+                         r"entities|entity|organi[sz]ations?))\b",
+                         re.IGNORECASE)
 _LISTING = re.compile(r"\b(which|what are|list|name|examples?|countries|measures|sectors)\b",
                       re.IGNORECASE)
+_DEFINE = re.compile(r"^\s*(?:what\s+(?:is|are)|define|what does .+ mean)\s+(?:an?\s+|the\s+)?"
+                     r"(.+?)\s*\??\s*$", re.IGNORECASE)
+_COPULA = re.compile(r"\s(?:–|—|-|is|are|was|means|refers to)\s")
+
+# Words that frame a question rather than name its subject; they rarely occur in the answer.
+_FRAMING = frozenset(tokens(
+    "cover covers include includes mean means meant do does role purpose aim aims main key "
+    "involve involves happen happened use used work works type types kind kinds example "
+    "examples country countries measure measures number much many according"))
 
 
 @dataclass
@@ -40,41 +70,17 @@ class Unit:
     start: int  # offsets in the passage text
     end: int
     text: str  # as a reader sees it (markdown stripped)
-    score: float = 0.0
     coverage: float = 0.0
+    meaning: float = 0.0
+    score: float = 0.0
 
 
-def _units(p: Passage, index: int) -> list[Unit]:
-    return [Unit(index, a, b, strip_markdown(p.text[a:b]).strip()) for a, b in
-            sentence_spans(p.text)]
+def _last_heading(section: str) -> str:
+    return section.split(" › ")[-1] if section else ""
 
 
-# Words that frame a question rather than name its subject; they rarely occur in the answer.
-_FRAMING = frozenset(tokens(
-    "cover covers include includes mean means meant do does role purpose aim aims main key "
-    "involve involves happen happened use used work works type types kind kinds example "
-    "examples country countries measure measures number much many"))
-
-
-def _coverage(q_terms: set[str], unit_terms: set[str], head_terms: set[str],
-              weight: Weight) -> float:
-    """Weighted share of the question's words found in the unit or its section headings."""
-
-    def w(t: str) -> float:
-        return weight(t) * (0.25 if t in _FRAMING else 1.0)
-
-    total = sum(w(t) for t in q_terms)
-    if total <= 0:
-        return 0.0
-    return sum(w(t) for t in q_terms & (unit_terms | head_terms)) / total
-
-
-_DEFINE = re.compile(r"^\s*(?:what\s+(?:is|are)|define|what does .+ mean)\s+(?:an?\s+|the\s+)?"
-                     r"(.+?)\s*\??\s*$", re.IGNORECASE)
-
-
-_COPULA = re.compile(r"\s(?:–|—|-|is|are|was|means|refers to)\s")
-_HOW_MANY = re.compile(r"\bhow many (\w+)", re.IGNORECASE)
+def _unit_key(p: Passage, a: int, b: int) -> str:
+    return f"{p.id}:{a}:{b}"
 
 
 def _definition_subject(question: str) -> set[str]:
@@ -82,13 +88,145 @@ def _definition_subject(question: str) -> set[str]:
     return set(tokens(m.group(1))) if m and len(tokens(m.group(1))) <= 4 else set()
 
 
-def _is_list_passage(p: Passage) -> bool:
-    lines = [ln for ln in p.text.splitlines() if ln.strip()]
-    return len(lines) >= 2 and sum(bool(_LIST_ITEM.match(ln)) for ln in lines) >= 2
+def _names_something_new(text: str, question: str) -> bool:
+    """A capitalised word or acronym (not the first word) that the question does not use."""
+    q = {w.lower() for w in re.findall(r"\w+", question)}
+    ws = re.findall(r"[\w'’-]+", text)
+    return any(w[:1].isupper() and w.lower() not in q and w.lower() not in {"eu", "the"}
+               for w in ws[1:])
 
 
-def _last_heading(section: str) -> str:
-    return section.split(" › ")[-1] if section else ""
+class ExtractiveAnswerer:
+    """Keeps a cache of sentence embeddings, so warm questions embed only the question."""
+
+    def __init__(self, embed: Embed | None = None, cache_size: int = 50_000) -> None:
+        self.embed = embed
+        self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.cache_size = cache_size
+
+    def _meanings(self, units: list[Unit], passages: list[Passage],
+                  query_vec: np.ndarray | None) -> None:
+        if self.embed is None or query_vec is None:
+            for u in units:
+                u.meaning = passages[u.passage].similarity
+            return
+        keys = [_unit_key(passages[u.passage], u.start, u.end) for u in units]
+        missing = [i for i, k in enumerate(keys) if k not in self.cache]
+        if missing:
+            texts = []
+            for i in missing:
+                u = units[i]
+                head = _last_heading(passages[u.passage].section)
+                texts.append(f"{head}: {u.text}" if head else u.text)
+            for i, v in zip(missing, self.embed(texts), strict=True):
+                self.cache[keys[i]] = v
+        for u, k in zip(units, keys, strict=True):
+            self.cache.move_to_end(k)
+            u.meaning = float(np.dot(query_vec, self.cache[k]))
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+
+    def answer(self, question: str, passages: list[Passage], weight: Weight,
+               query_vec: np.ndarray | None = None) -> Answer:
+        """Compose a cited extractive answer, or refuse."""
+        q_terms = set(tokens(question))
+        if not passages or not q_terms:
+            return refusal(passages)
+
+        def w(t: str) -> float:
+            return weight(t) * (0.25 if t in _FRAMING else 1.0)
+
+        total = sum(w(t) for t in q_terms) or 1.0
+        units: list[Unit] = []
+        listing = bool(_LISTING.search(question))
+        for i, p in enumerate(passages):
+            # The section path says what a sentence is about; the document title is shared
+            # by every sentence, so it tells them apart no better than nothing.
+            head = set(tokens(p.section))
+            context = set(tokens(strip_markdown(p.text)))
+            spans = sentence_spans(p.text)
+            items = [(a, b) for a, b in spans if _LIST_ITEM.match(p.text[a:b])]
+            if listing and len(items) >= 2:
+                # The whole list as one candidate: "What stability measures...?"
+                spans = [*spans, (items[0][0], items[-1][1])]
+            for a, b in spans:
+                text = strip_markdown(p.text[a:b]).strip()
+                if not text:
+                    continue
+                own = set(tokens(text)) | head
+                got = sum(w(t) for t in q_terms & own)
+                got += CONTEXT_WEIGHT * sum(w(t) for t in (q_terms & context) - own)
+                units.append(Unit(i, a, b, text, coverage=got / total))
+        if not units:
+            return refusal(passages)
+        self._meanings(units, passages, query_vec)
+        for u in units:
+            u.score = (W_COVERAGE * u.coverage + W_MEANING * u.meaning
+                       + W_PASSAGE * passages[u.passage].similarity)
+        _nudge(question, units)
+        for u in units:
+            if "\n" in u.text:  # a listing question wants the whole list
+                heading = set(tokens(_last_heading(passages[u.passage].section)))
+                u.score += LIST_BONUS * (2 if heading & q_terms else 1)
+        units.sort(key=lambda u: -u.score)
+        top = units[0]
+        if top.score < MIN_SCORE or not _type_met(question, top.text):
+            return refusal(passages)
+
+        p_top = passages[top.passage]
+        if "\n" in top.text:  # the whole-list candidate won
+            statements = [(_list_answer(p_top), top.passage)]
+        else:
+            chosen = [top]
+            covered = q_terms & set(tokens(top.text))
+            for u in units[1:6]:
+                if len(chosen) == 2:
+                    break
+                follows = u.passage == top.passage and 0 <= u.start - top.end <= 2
+                if u.score < (ADJACENT_RATIO if follows else SECOND_RATIO) * top.score:
+                    continue
+                new = (q_terms & set(tokens(u.text))) - covered
+                if (new or follows) and "\n" not in u.text and u.text != top.text:
+                    chosen.append(u)
+                    covered |= new
+            chosen.sort(key=lambda u: (u.passage != top.passage, u.passage, u.start))
+            statements = [(_statement(u, passages[u.passage]), u.passage) for u in chosen]
+        return _compose(statements, passages)
+
+
+def _nudge(question: str, units: list[Unit]) -> None:
+    subject = _definition_subject(question)
+    counted = _HOW_MANY.search(question)
+    noun = stem(counted.group(1)) if counted else ""
+    money = bool(re.search(r"\bhow much\b|\bcost\b", question, re.IGNORECASE))
+    wants_number = bool(_NEEDS_NUMBER.search(question) or _NEEDS_DATE.search(question))
+    for u in units:
+        if subject:
+            # "What is X?": prefer the sentence that names X and then says what it is.
+            m = _COPULA.search(u.text[:120])
+            if m and set(tokens(u.text[: m.start()])) >= subject \
+                    and len(tokens(u.text[: m.start()])) <= len(subject) + 1:
+                u.score += 0.1
+        if noun:
+            # "How many servers": "4,000 servers" is the answer.
+            pattern = rf"(?:\d[\d,.]*|\b(?:{_NUMBER_WORDS}))\**\s+(?:\w+\s+)?(\w+)"
+            if any(stem(x) == noun for x in re.findall(pattern, u.text, re.IGNORECASE)):
+                u.score += 0.15
+        if wants_number and not _HAS_NUMBER.search(u.text):
+            u.score -= 0.1
+        if money and _MONEY.search(u.text):
+            u.score += 0.1
+
+
+def _type_met(question: str, text: str) -> bool:
+    """Does the sentence have the kind of thing the question asks for?"""
+    if _NEEDS_DATE.search(question):
+        return bool(_HAS_DATE.search(text))
+    if _NEEDS_NUMBER.search(question):
+        return bool(_HAS_NUMBER.search(text))
+    if _NEEDS_NAME.search(question):
+        return _names_something_new(text, question)
+    return True
 
 
 def _statement(u: Unit, p: Passage) -> str:
@@ -109,72 +247,45 @@ def _list_answer(p: Passage) -> str:
     return (lead + " " if lead else "") + "; ".join(i.rstrip(";.") for i in items) + "."
 
 
-def answer(question: str, passages: list[Passage], weight: Weight) -> Answer:
-    """Compose a cited extractive answer, or refuse."""
-    q_terms = set(tokens(question))
-    if not passages or not q_terms:
-        return refusal(passages)
-    best_sim = max(p.similarity for p in passages)
-    units: list[Unit] = []
-    for i, p in enumerate(passages):
-        head = set(tokens(f"{p.title} {p.section}"))
-        for u in _units(p, i):
-            u.coverage = _coverage(q_terms, set(tokens(u.text)), head, weight)
-            rank_bonus = 0.02 * (len(passages) - i)
-            u.score = 0.6 * u.coverage + 0.4 * p.similarity + rank_bonus
-            units.append(u)
-    subject = _definition_subject(question)
-    if subject:
-        # "What is X?": prefer the sentence that names X and then says what it is.
-        for u in units:
-            m = _COPULA.search(u.text[:120])
-            if m and set(tokens(u.text[: m.start()])) >= subject \
-                    and len(tokens(u.text[: m.start()])) <= len(subject) + 1:
-                u.score += 0.15
-    counted = _HOW_MANY.search(question)
-    if counted:
-        # "How many servers": "4,000 servers" is the answer.
-        noun = stem(counted.group(1))
-        for u in units:
-            if any(stem(w) == noun for w in re.findall(r"\d[\d,.]*\**\s+(?:\w+\s+)?(\w+)",
-                                                       u.text)):
-                u.score += 0.3
-    if _QUANTITY.search(question):
-        # "How much / when" wants a figure: prefer sentences that state one.
-        for u in units:
-            if not re.search(r"\d", u.text):
-                u.score -= 0.15
-    units.sort(key=lambda u: -u.score)
-    top = units[0]
-    needed = MIN_COVERAGE_STRONG if passages[top.passage].similarity >= STRONG_SIMILARITY \
-        else MIN_COVERAGE
-    if best_sim < MIN_SIMILARITY or top.coverage < needed:
-        return refusal(passages)
-
-    chosen = [top]
-    p_top = passages[top.passage]
-    if _LISTING.search(question) and _is_list_passage(p_top):
-        statements = [(_list_answer(p_top), top.passage)]
-    else:
-        covered = q_terms & set(tokens(top.text))
-        for u in units[1:6]:
-            if len(chosen) == 2 or u.score < SECOND_RATIO * top.score:
-                break
-            new = (q_terms & set(tokens(u.text))) - covered
-            if new or u.passage == top.passage and abs(u.start - top.end) < 3:
-                chosen.append(u)
-                covered |= new
-        chosen.sort(key=lambda u: (u.passage != top.passage, u.passage, u.start))
-        statements = [(_statement(u, passages[u.passage]), u.passage) for u in chosen]
-
+def _compose(statements: list[tuple[str, int]], passages: list[Passage]) -> Answer:
     numbering: dict[int, int] = {}
     parts: list[str] = []
     for text, pi in statements:
         n = numbering.setdefault(pi, len(numbering) + 1)
         body, end = (text[:-1], text[-1]) if text[-1] in ".!?;:" else (text, ".")
-        parts.append(f"{body} [{n}]{end if end != ':' else '.'}")
+        parts.append(f"{body} [{n}]{'.' if end in ':;' else end}")
     citations = [citation_for(n, passages[pi]) for pi, n in numbering.items()]
     return Answer(answer=" ".join(parts), refused=False, citations=citations, mode="extractive")
+
+
+def merge(parts: list[Answer]) -> Answer:
+    """One answer from the answers to the parts of a multi-part question.
+
+    Citations are renumbered across parts; a passage cited by two parts keeps one number.
+    Refused parts are left out unless every part was refused.
+    """
+    answered = [a for a in parts if not a.refused]
+    if not answered:
+        return parts[0]
+    citations: list[Citation] = []
+    by_passage: dict[str, int] = {}
+    texts: list[str] = []
+    for a in answered:
+        mapping: dict[int, int] = {}
+        for c in a.citations:
+            n = by_passage.setdefault(c.passage_id or c.text, len(by_passage) + 1)
+            mapping[c.id] = n
+            if n == len(citations) + 1:
+                citations.append(replace(c, id=n))
+        texts.append(_renumber(a.answer, mapping))
+    return Answer(answer=" ".join(texts), refused=False, citations=citations, mode="extractive")
+
+
+def _renumber(text: str, mapping: dict[int, int]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        return f"[{mapping.get(int(m.group(1)), 0)}]"
+
+    return re.sub(r"\[(\d+)\]", sub, text)
 
 
 def refusal(passages: list[Passage]) -> Answer:
@@ -186,3 +297,8 @@ def refusal(passages: list[Passage]) -> Answer:
             seen.append(label)
     return Answer(answer=REFUSAL, refused=True, citations=[], mode="extractive",
                   suggestions=seen[:3])
+
+
+def answer(question: str, passages: list[Passage], weight: Weight) -> Answer:
+    """Stateless shortcut without sentence embeddings (passage similarity stands in)."""
+    return ExtractiveAnswerer().answer(question, passages, weight)
