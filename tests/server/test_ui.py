@@ -100,3 +100,35 @@ def test_generator_switch_only_with_several_generators(tmp_path: Path) -> None:
     (dropdown,) = _dropdowns(two)
     assert dropdown.value == "extractive"
     assert [c[1] for c in dropdown.choices] == ["extractive", "local"]
+
+
+def test_generator_switch_reaches_the_assistant(tmp_path: Path) -> None:
+    """The page's /chat endpoint passes the dropdown's choice to the assistant."""
+    import threading
+    import time
+
+    import uvicorn
+    from gradio_client import Client
+
+    from assistant.server.app import make_app
+
+    from .conftest import free_port
+
+    settings = Settings(data_dir=tmp_path)
+    fake = FakeAssistant(settings, generators=["extractive", "local"])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(make_app(fake, settings), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            time.sleep(0.05)
+        result = Client(f"http://127.0.0.1:{port}", verbose=False).predict(
+            "Which one?", "local", api_name="/chat")
+        assert fake.calls[-1] == ("Which one?", [], "local")
+        assert "The answer is here [1]." in json.dumps(result)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

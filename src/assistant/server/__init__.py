@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # Set before gradio is imported anywhere in the process: no analytics, no version check.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -21,7 +22,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 __all__ = ["make_app"]
 
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
+def __getattr__(name: str) -> Any:
     # Lazy: `assistant --help` imports server.cli and must not pay for importing gradio.
     if name == "make_app":
         from .app import make_app

@@ -60,7 +60,7 @@ def escape_markdown(text: str) -> str:
 def _map_text(messages: list[Any], fn: Any) -> None:
     for m in messages:
         content = m.get("content") if isinstance(m, dict) else getattr(m, "content", None)
-        parts = content if isinstance(content, list) else [content]
+        parts: list[Any] = content if isinstance(content, list) else [content]
         for part in parts:
             if isinstance(part, dict) and part.get("type") == "text":
                 part["text"] = fn(part.get("text") or "")
@@ -223,7 +223,8 @@ def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None) -> gr.
         extra: list[Any] = []
         examples: list[Any] = EXAMPLES
         if len(generators) > 1:
-            extra = [gr.Dropdown(generators, value=generators[0], label="Answer with")]
+            extra = [gr.Dropdown(generators, value=generators[0], label="Answer with",
+                                 render=False)]  # unrendered: ChatInterface puts it in an accordion
             examples = [[q, None] for q in EXAMPLES]
         gr.ChatInterface(
             respond,
@@ -239,6 +240,9 @@ def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None) -> gr.
             description="Answers come from the documents, with numbered sources. "
                         "Open **Sources** under an answer to read the quoted passages.",
             api_name="chat",
+            # Gradio's default runs one chat at a time for everyone; extractive answers can
+            # run side by side, and the local model bounds itself (BusyError -> "busy").
+            concurrency_limit=None,
             analytics_enabled=False,
             fill_height=True,
         )
