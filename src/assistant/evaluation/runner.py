@@ -267,6 +267,12 @@ def run_all(configs: Sequence[Config], items: Sequence[Item], base: Settings, ca
             path = default_model_path(model_data_dir)
             if path.is_file():
                 settings = settings.with_overrides(llm_model_path=str(path))
+        mates = [r for r in runs if not r.config.baseline
+                 and r.config.generator == config.generator]
+        if config.baseline and mates and all(r.skipped for r in mates):
+            runs.append(RunResult(config=config, skipped="its generator's configurations "
+                                  "did not run"))
+            continue
         on_item = on_item_factory(config, len(items)) if on_item_factory else None
         log.info("running %s", config.name)
         if config.baseline:

@@ -55,6 +55,7 @@ class ItemResult:
     sentences: list[dict[str, Any]] = field(default_factory=list)
     citation_recall: float | None = None
     citation_precision: float | None = None
+    citation_precision_proposed: float | None = None  # under the proposed stricter check
     ttft_ms: float | None = None
     total_ms: float | None = None
     why: str = ""  # for a failed item: what went wrong
@@ -94,6 +95,12 @@ def score_item(
         r.sentences = [asdict(c) for c in checks]
         r.citation_recall = metrics.citation_recall(checks)
         r.citation_precision = metrics.citation_precision(checks)
+        from .support_check import proposed_supports
+
+        strict = metrics.check_citations(answer, citations, proposed_supports)
+        for row, c in zip(r.sentences, strict, strict=True):
+            row["supported_proposed"] = c.supported
+        r.citation_precision_proposed = metrics.citation_precision(strict)
     if item.expects_refusal:
         r.correct = r.refused
         if not r.correct:
@@ -152,6 +159,12 @@ def summarise(results: Sequence[ItemResult]) -> dict[str, Any]:
                                if answered else None),
         "supported_sentence_share": (metrics.mean(bool(s["supported"]) for s in sentences)
                                      if sentences else None),
+        "citation_precision_proposed": (
+            metrics.mean(r.citation_precision_proposed or 0.0 for r in answered)
+            if answered else None),
+        "supported_sentence_share_proposed": (
+            metrics.mean(bool(s.get("supported_proposed")) for s in sentences)
+            if sentences else None),
         "answer_sentences": len(sentences),
         "answered_items": len(answered),
         "refusal_precision": refusals.precision,
