@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run chat test lint bench clean-index chromium
+.PHONY: setup run chat test lint eval bench clean-index chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ chromium:
 
 test: setup chromium
 	$(PY) -m pytest
+
+# The evaluation benchmark (eval/README.md): reports go to eval/reports/.
+eval: setup
+	$(VENV)/bin/assistant eval --thresholds eval/thresholds.toml
+
+bench: setup
+	$(VENV)/bin/assistant bench
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

@@ -256,7 +256,7 @@ def run_all(configs: Sequence[Config], items: Sequence[Item], base: Settings, ca
             on_item_factory: Callable[[Config, int], OnItem | None] | None = None
             ) -> list[RunResult]:
     """Run every configuration over `items`, each over the index of its embedding model."""
-    runs = []
+    runs: list[RunResult] = []
     model_data_dir = base.data_dir  # where the local model lives (data/models)
     for config in configs:
         data_dir = cache.data_dir(config.embedding_model)
