@@ -60,3 +60,28 @@ def related_dir() -> Iterator[Path]:
     if not RELATED.is_dir():
         pytest.fail(f"the related texts are missing: {RELATED} (tests read them from ../shared)")
     yield RELATED
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The packaged local model, assembled and verified once into <repo>/data/models.
+
+    Not a temp dir: the file is 1.1 GB. Fails (never skips) when the parts are missing.
+    """
+    from assistant.llm.local_model import assemble_model, default_model_path, missing_part_modules
+
+    missing = missing_part_modules()
+    if missing:
+        pytest.fail(f"model part packages missing (e.g. {missing[0]}): pip install '.[model]'")
+    return assemble_model(default_model_path(ROOT / "data").parent)
+
+
+@pytest.fixture(scope="session")
+def local_model(model_path: Path):  # type: ignore[no-untyped-def]
+    """One in-process llama.cpp model per test session (loading costs seconds)."""
+    from assistant.llm import LocalLlama
+
+    model = LocalLlama(model_path, n_threads=2, max_queue=4)
+    model.load()
+    yield model
+    model.close()

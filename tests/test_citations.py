@@ -42,3 +42,14 @@ def test_support_needs_the_numbers_and_most_words() -> None:
     assert supports("It cost over $300 million.", PASSAGES[0].text)
     assert support_score("It cost over $200 million.", PASSAGES[0].text) == 0.0
     assert not supports("Ransomware hit ports in Asia.", PASSAGES[0].text)
+
+
+def test_a_sentence_without_a_marker_borrows_a_supporting_neighbours_source() -> None:
+    checked = check_answer(
+        "YAKSHA covers Brunei Darussalam. It also covers Cambodia and Vietnam. [2]", PASSAGES
+    )
+    assert checked.text == ("YAKSHA covers Brunei Darussalam [1]. "
+                            "It also covers Cambodia and Vietnam [1].")
+    unrelated = check_answer("Penguins live in Antarctica. YAKSHA covers Cambodia [2].",
+                             PASSAGES)
+    assert unrelated.uncited == ["Penguins live in Antarctica."]

@@ -71,6 +71,17 @@ def citation_for(n: int, p: Passage) -> Citation:
     )
 
 
+def _borrowed(sentence: str, sentences: list[tuple[str, list[int]]], i: int,
+              passages: list[Passage]) -> list[int]:
+    """Sources of the nearest cited neighbour (next first) that support `sentence`."""
+    neighbours = [j for j in (i + 1, i + 2, i - 1) if 0 <= j < len(sentences)]
+    for j in neighbours:
+        refs = sentences[j][1]
+        if refs and supports(sentence, "\n".join(passages[n - 1].text for n in refs)):
+            return refs
+    return []
+
+
 def check_answer(text: str, passages: list[Passage], *, drop_unsupported: bool = True
                  ) -> CheckedAnswer:
     """Validate and renumber the citations of a generated answer.
@@ -85,29 +96,32 @@ def check_answer(text: str, passages: list[Passage], *, drop_unsupported: bool =
     unsupported: list[str] = []
     uncited: list[str] = []
     cited_sentences = 0
+    sentences: list[tuple[str, list[int]]] = []
     for a, b in sentence_spans(text):
-        sentence = text[a:b]
-        refs = markers(sentence)
-        valid = [n for n in refs if 1 <= n <= len(passages)]
+        refs = markers(text[a:b])
+        valid = list(dict.fromkeys(n for n in refs if 1 <= n <= len(passages)))
         dropped.extend(n for n in refs if n not in valid)
-        bare = strip_markers(sentence)
-        if not bare:
-            continue
+        bare = strip_markers(text[a:b])
+        if bare:
+            sentences.append((bare, valid))
+    for i, (bare, valid) in enumerate(sentences):
+        if not valid:
+            # Models often cite once at the end of a paragraph: a sentence without a marker
+            # borrows its neighbours' sources, but only if they support it.
+            valid = _borrowed(bare, sentences, i, passages)
         if not valid:
             uncited.append(bare)
             kept_sentences.append(bare)
             continue
-        joined = "\n".join(passages[n - 1].text for n in dict.fromkeys(valid))
+        joined = "\n".join(passages[n - 1].text for n in valid)
         if not supports(bare, joined):
             unsupported.append(bare)
             if drop_unsupported:
                 continue
         cited_sentences += 1
-        new_ids = []
-        for n in dict.fromkeys(valid):
-            new_ids.append(renumber.setdefault(n, len(renumber) + 1))
+        new_ids = [renumber.setdefault(n, len(renumber) + 1) for n in valid]
         tail = ""
-        if bare and bare[-1] in ".!?:;":
+        if bare[-1] in ".!?:;":
             bare, tail = bare[:-1], bare[-1]
         kept_sentences.append(bare + "".join(f" [{i}]" for i in new_ids) + tail)
     citations = [citation_for(new, passages[old - 1]) for old, new in renumber.items()]

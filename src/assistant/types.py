@@ -72,6 +72,7 @@ class Answer:
     suggestions: list[str] = field(default_factory=list)  # closest sections, on refusal
     notes: list[str] = field(default_factory=list)  # e.g. "model timed out, extractive answer"
     rewritten_question: str = ""  # the standalone question used for retrieval
+    usage: dict[str, int] = field(default_factory=dict)  # prompt/completion tokens (models)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +84,7 @@ class Answer:
             "suggestions": list(self.suggestions),
             "notes": list(self.notes),
             "rewritten_question": self.rewritten_question,
+            "usage": dict(self.usage),
         }
 
 

@@ -126,12 +126,12 @@ class ExtractiveAnswerer:
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
 
-    def answer(self, question: str, passages: list[Passage], weight: Weight,
-               query_vec: np.ndarray | None = None) -> Answer:
-        """Compose a cited extractive answer, or refuse."""
+    def rank(self, question: str, passages: list[Passage], weight: Weight,
+             query_vec: np.ndarray | None = None) -> list[Unit]:
+        """Every sentence (and whole list) of the passages, best answer candidate first."""
         q_terms = set(tokens(question))
         if not passages or not q_terms:
-            return refusal(passages)
+            return []
 
         def w(t: str) -> float:
             return weight(t) * (0.25 if t in _FRAMING else 1.0)
@@ -158,7 +158,7 @@ class ExtractiveAnswerer:
                 got += CONTEXT_WEIGHT * sum(w(t) for t in (q_terms & context) - own)
                 units.append(Unit(i, a, b, text, coverage=got / total))
         if not units:
-            return refusal(passages)
+            return []
         self._meanings(units, passages, query_vec)
         for u in units:
             u.score = (W_COVERAGE * u.coverage + W_MEANING * u.meaning
@@ -169,8 +169,21 @@ class ExtractiveAnswerer:
                 heading = set(tokens(_last_heading(passages[u.passage].section)))
                 u.score += LIST_BONUS * (2 if heading & q_terms else 1)
         units.sort(key=lambda u: -u.score)
+        return units
+
+    def answer(self, question: str, passages: list[Passage], weight: Weight,
+               query_vec: np.ndarray | None = None) -> Answer:
+        """Compose a cited extractive answer, or refuse."""
+        return self.compose(question, passages, self.rank(question, passages, weight,
+                                                           query_vec))
+
+    def compose(self, question: str, passages: list[Passage], units: list[Unit]) -> Answer:
+        """The answer made of the best ranked units, or the refusal."""
+        if not units:
+            return refusal(passages)
+        q_terms = set(tokens(question))
         top = units[0]
-        if top.score < MIN_SCORE or not _type_met(question, top.text):
+        if not answerable(question, top):
             return refusal(passages)
 
         p_top = passages[top.passage]
@@ -216,6 +229,11 @@ def _nudge(question: str, units: list[Unit]) -> None:
             u.score -= 0.1
         if money and _MONEY.search(u.text):
             u.score += 0.1
+
+
+def answerable(question: str, top: Unit) -> bool:
+    """Does the best candidate score high enough and have what the question asks for?"""
+    return top.score >= MIN_SCORE and _type_met(question, top.text)
 
 
 def _type_met(question: str, text: str) -> bool:
