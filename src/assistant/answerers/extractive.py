@@ -257,12 +257,16 @@ def _statement(u: Unit, p: Passage) -> str:
 
 
 def _list_answer(p: Passage) -> str:
-    items = [strip_markdown(ln).strip() for ln in p.text.splitlines() if _LIST_ITEM.match(ln)]
-    head = _last_heading(p.section)
-    intro = [strip_markdown(ln).strip() for ln in p.text.splitlines()
-             if ln.strip() and not _LIST_ITEM.match(ln)]
-    lead = intro[0] if intro else (f"{head}:" if head else "")
-    return (lead + " " if lead else "") + "; ".join(i.rstrip(";.") for i in items) + "."
+    """One sentence: the line introducing the list (or its heading), then the items."""
+    lines = [ln for ln in p.text.splitlines() if ln.strip()]
+    first = next(i for i, ln in enumerate(lines) if _LIST_ITEM.match(ln))
+    items = [strip_markdown(ln).strip().rstrip(";.") for ln in lines[first:]
+             if _LIST_ITEM.match(ln)]
+    intro = strip_markdown(lines[first - 1]).strip() if first else ""
+    if not intro.endswith(":"):
+        head = _last_heading(p.section)
+        intro = f"{head}:" if head else ""
+    return (intro + " " if intro else "") + "; ".join(items) + "."
 
 
 def _compose(statements: list[tuple[str, int]], passages: list[Passage]) -> Answer:
