@@ -143,11 +143,18 @@ def test_timeout_raises_and_model_recovers(llm: LocalLlama) -> None:
 
 
 def test_timeout_mid_stream(llm: LocalLlama) -> None:
+    # Size the deadline from a measured first-token time (the prompt is cached by now), so
+    # the test holds on a busy machine too: some tokens arrive, then the deadline cuts it off.
+    t0 = time.perf_counter()
+    probe = llm.stream(COUNT, max_tokens=2)
+    next(probe)
+    first_token_s = time.perf_counter() - t0
+    probe.close()
     got: list[str] = []
     with pytest.raises(LLMError, match="timed out"):
-        for d in llm.stream(COUNT, max_tokens=200, timeout_s=1.5):
+        for d in llm.stream(COUNT, max_tokens=200, timeout_s=3 * first_token_s + 1.0):
             got.append(d)
-    assert got  # some tokens arrived before the deadline
+    assert 0 < len(got) < 200
     assert "OK" in llm.complete(USER_OK, max_tokens=8).upper()
 
 
@@ -156,11 +163,11 @@ def test_closing_generator_early_stops_generation(llm: LocalLlama) -> None:
     next(it)
     t0 = time.perf_counter()
     it.close()  # e.g. the web client went away
-    # llama.cpp stops at its next token and frees the slot; had the 200-token generation
-    # gone on, the slot would stay taken for ~10 s
+    # llama.cpp stops at its next token (~0.06 s on an idle machine) and frees the slot; had
+    # the 200-token generation gone on, the slot would stay taken for 10 s or more
     while llm.busy and time.perf_counter() - t0 < 30:
         time.sleep(0.01)
-    assert time.perf_counter() - t0 < 3
+    assert time.perf_counter() - t0 < 6
     assert "OK" in llm.complete(USER_OK, max_tokens=8).upper()
 
 

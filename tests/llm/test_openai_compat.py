@@ -205,7 +205,7 @@ def server(model_path: Path) -> Iterator[LlamaCppServer]:
 @pytest.mark.slow
 def test_real_server_streams_text_and_usage(server: LlamaCppServer) -> None:
     assert server.url.startswith("http://127.0.0.1:")
-    m = OpenAICompatible(server.base_url, server.model_name, api_key=API_KEY, timeout_s=120)
+    m = OpenAICompatible(server.base_url, server.model_name, api_key=API_KEY, timeout_s=600)
     stamps: list[float] = []
     deltas: list[str] = []
     for d in m.stream(COUNT, max_tokens=48):

@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,8 @@ class LocalLlama(StreamingChatModel):
             import xllamacpp as xlc
 
             self._sock_dir = tempfile.mkdtemp(prefix="assistant-llm-")  # mode 0700
+            # remove the socket directory even if close() is never called
+            weakref.finalize(self, shutil.rmtree, self._sock_dir, True)
             params = build_params(
                 self.model_path,
                 n_ctx=self.n_ctx,
