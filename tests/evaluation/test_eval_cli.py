@@ -47,3 +47,41 @@ def test_eval_command_writes_the_reports(tmp_path: Path, monkeypatch: pytest.Mon
     assert runs["baseline"]["summary"]["items"] == 4
     assert (tmp_path / "failures.txt").exists()
     assert "report:" in capsys.readouterr().out
+
+
+class FakeChatModel:
+    """A ChatModel (assistant.llm.base) that streams a fixed reply and records the prompt."""
+
+    name = "fake"
+    last_usage = None
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.prompts: list[list[dict[str, str]]] = []
+
+    def stream(self, messages, *, max_tokens=256, temperature=0.0, stop=None,  # type: ignore[no-untyped-def]
+               timeout_s=None):
+        self.prompts.append(messages)
+        yield from self.reply.split(" ")[:1]
+        for word in self.reply.split(" ")[1:]:
+            yield " " + word
+
+    def complete(self, messages, **kw):  # type: ignore[no-untyped-def]
+        return "".join(self.stream(messages, **kw))
+
+
+def test_generator_baseline_streams_through_the_custom_llm_adapter(brochure_data_dir: Path
+                                                                   ) -> None:
+    items = {i.id: i for i in load_items(ROOT / "eval" / "questions.jsonl")}
+    model = FakeChatModel("Maersk was hit by NotPetya in 2017 [1].")
+    baseline = NaiveBaseline(Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS,
+                                      generator="local", llm_context_passages=3), model)
+    r = baseline.evaluate(items["fact-01"])
+    assert r.answer == "Maersk was hit by NotPetya in 2017 [1]." and r.correct
+    assert r.ttft_ms is not None and r.total_ms is not None and r.ttft_ms <= r.total_ms
+    assert r.citations and r.citations[0]["id"] == 1
+    prompt = "\n".join(m["content"] for m in model.prompts[0])
+    assert "NotPetya" in prompt and "Which company was hit" in prompt  # retrieved context
+    refusal = FakeChatModel("The context does not provide this information.")
+    other = NaiveBaseline(Settings(data_dir=brochure_data_dir, generator="local"), refusal)
+    assert other.evaluate(items["unans-01"]).refused

@@ -86,3 +86,15 @@ def test_synthetic_corpus_is_deterministic_and_one_chunk_per_section(tmp_path: P
         [f.read_text() for f in sorted((tmp_path / "b").glob("*.md"))]
     chunks = [c for f in files for c in chunk_document(load_document(f, f.name))]
     assert len(chunks) == 60
+
+
+def test_sample_spreads_over_categories_deterministically() -> None:
+    from assistant.evaluation.dataset import load_items
+    from assistant.evaluation.runner import sample
+
+    items = load_items(ROOT / "eval" / "questions.jsonl")
+    picked = sample(items, 18)
+    assert len(picked) == 18 and picked == sample(items, 18)
+    assert len({i.category for i in picked}) == len({i.category for i in items})
+    order = [i.id for i in items]
+    assert [order.index(i.id) for i in picked] == sorted(order.index(i.id) for i in picked)

@@ -37,6 +37,9 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
                    help="documents to ingest (default: the corpus folder, plus "
                         "../shared/related for a set whose items name a document)")
     p.add_argument("--only", nargs="+", metavar="ID", help="run only these item ids")
+    p.add_argument("--sample", type=int, default=None, metavar="N",
+                   help="run a deterministic sample of N items spread over the categories "
+                        "(for slow language-model configurations)")
     p.add_argument("--failures", type=Path, default=None,
                    help="also write the failing items, as plain text, to this file")
     p.add_argument("--thresholds", type=Path, default=None,
@@ -51,7 +54,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     from . import report, support_check
     from .dataset import default_eval_dir, load_items, load_support_pairs, related_dir
-    from .runner import Config, IndexCache, run_all
+    from .runner import Config, IndexCache, run_all, sample
     from .thresholds import Thresholds
 
     eval_dir = default_eval_dir()
@@ -61,6 +64,8 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.only:
         wanted = set(args.only)
         items = [i for i in items if i.id in wanted]
+    if args.sample:
+        items = sample(items, args.sample)
     try:
         configs = [Config.parse(s) for s in (args.configs or DEFAULT_CONFIGS)]
     except ValueError as exc:
@@ -72,7 +77,10 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
             if base not in configs:
                 configs.append(base)
 
-    sources: list[Path] = list(args.sources or [settings.corpus_dir])
+    corpus = settings.corpus_dir
+    if not corpus.exists() and (eval_dir.parent / corpus).exists():
+        corpus = eval_dir.parent / corpus  # run from outside the checkout
+    sources: list[Path] = list(args.sources or [corpus])
     rel = related_dir()
     if args.sources is None and any(i.document for i in items):
         if rel is None:
@@ -126,6 +134,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         "command": "assistant eval " + " ".join(
             f"--config {c.name}" for c in configs if not c.baseline)
         + (f" --set {_show_path(qset)}" if args.question_set else "")
+        + (f" --sample {args.sample}" if args.sample else "")
         + (" --no-baseline" if args.no_baseline else ""),
     }
     title = f"Evaluation: {qset.name}"

@@ -98,6 +98,7 @@ class RunResult:
     results: list[ItemResult] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     skipped: str = ""  # why the configuration could not run
+    chat_model: Any = None  # the language model a generator configuration used
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -192,6 +193,8 @@ def run_assistant(config: Config, items: Sequence[Item], settings: Settings,
         run.skipped = (f"generator {config.generator!r} is not available here "
                        f"(this build offers: {', '.join(available)})")
         return run
+    if config.generator != "extractive" and hasattr(assistant, "chat_model"):
+        run.chat_model = assistant.chat_model(config.generator)  # the baseline shares it
     retriever = assistant.retriever
     for item in items:
         answer, ttft, total, error, crashed = ask_item(assistant, item, config.generator)
@@ -222,14 +225,16 @@ def run_assistant(config: Config, items: Sequence[Item], settings: Settings,
 
 
 def run_baseline(config: Config, items: Sequence[Item], settings: Settings,
-                 on_item: OnItem | None = None, model_data_dir: Path | None = None) -> RunResult:
+                 on_item: OnItem | None = None, model_data_dir: Path | None = None,
+                 chat_model: Any = None) -> RunResult:
     from .baseline import NaiveBaseline
 
     run = RunResult(config=config, settings={"fingerprint": settings.fingerprint(),
                                              **_shown_settings(settings)})
     t0 = time.perf_counter()
     try:
-        baseline = NaiveBaseline.from_settings(settings, model_data_dir=model_data_dir)
+        baseline = (NaiveBaseline(settings, chat_model) if chat_model is not None else
+                    NaiveBaseline.from_settings(settings, model_data_dir=model_data_dir))
     except Exception as exc:  # e.g. no local model installed
         run.skipped = f"baseline unavailable: {type(exc).__name__}: {exc}"
         return run
@@ -240,7 +245,8 @@ def run_baseline(config: Config, items: Sequence[Item], settings: Settings,
             if on_item:
                 on_item(result)
     finally:
-        baseline.close()
+        if chat_model is None:
+            baseline.close()
     run.summary = summarise(run.results)
     run.seconds = time.perf_counter() - t0
     return run
@@ -276,8 +282,31 @@ def run_all(configs: Sequence[Config], items: Sequence[Item], base: Settings, ca
         on_item = on_item_factory(config, len(items)) if on_item_factory else None
         log.info("running %s", config.name)
         if config.baseline:
-            run = run_baseline(config, items, settings, on_item, model_data_dir=model_data_dir)
+            shared = next((r.chat_model for r in mates if r.chat_model is not None), None)
+            run = run_baseline(config, items, settings, on_item, model_data_dir=model_data_dir,
+                               chat_model=shared)
         else:
             run = run_assistant(config, items, settings, on_item)
         runs.append(run)
+    for run in runs:  # the models are no longer needed
+        close = getattr(run.chat_model, "close", None)
+        if close:
+            close()
+        run.chat_model = None
     return runs
+
+
+def sample(items: Sequence[Item], n: int) -> list[Item]:
+    """A deterministic sample of `n` items spread over the categories (round robin, in file
+    order), for slow configurations; the result keeps the file's order."""
+    by_cat: dict[str, list[Item]] = {}
+    for item in items:
+        by_cat.setdefault(item.category, []).append(item)
+    chosen: set[str] = set()
+    depth = 0
+    while len(chosen) < min(n, len(items)):
+        for group in by_cat.values():
+            if depth < len(group) and len(chosen) < n:
+                chosen.add(group[depth].id)
+        depth += 1
+    return [i for i in items if i.id in chosen]

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..answerers import REFUSAL
 from . import metrics
 from .dataset import Item
 
@@ -192,8 +191,3 @@ def summarise(results: Sequence[ItemResult]) -> dict[str, Any]:
     out["by_category"] = by_category
     out["targets"] = {key: meets(out.get(key), t) for key, t in TARGETS.items()}
     return out
-
-
-def is_refusal_text(answer: str) -> bool:
-    """A baseline or model answer that uses the fixed refusal phrase."""
-    return REFUSAL.lower().rstrip(".") in answer.lower()
