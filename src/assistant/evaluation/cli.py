@@ -201,3 +201,5 @@ EXTRA_COMMANDS["eval"] = ("evaluate answers against the question set; write a re
                           configure_eval, run_eval)
 EXTRA_COMMANDS["bench"] = ("benchmark speed and memory beside the llama-index baseline",
                            configure_bench, run_bench)
+
+from . import chat_bench  # noqa: E402,F401  (registers `assistant bench-chat`)
