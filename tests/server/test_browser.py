@@ -167,3 +167,21 @@ def test_widget_full_screen_on_small_screens(browser: Any, live_server: LiveServ
         screenshot(page, "widget-mobile")
     finally:
         context.close()
+
+
+def test_chat_page_retry_undo_clear(page: Any, live_server: LiveServer) -> None:
+    page.goto(live_server.url + "/", wait_until="load")
+    log = ask_on_page(page, QUESTION)
+    bots = log.get_by_test_id("bot")
+    expect()(bots).to_have_count(2)  # the answer and its Sources block
+    log.get_by_role("button", name="Retry").click()
+    expect()(page.locator("textarea[data-testid=textbox]")).to_be_editable(timeout=60_000)
+    expect()(bots).to_have_count(2)
+    expect()(bots.first).to_contain_text("$300 million")
+    log.get_by_role("button", name="Undo").click()
+    expect()(log.get_by_test_id("user")).to_have_count(0)
+    expect()(page.locator("textarea[data-testid=textbox]")).to_have_value(QUESTION)
+    page.locator("textarea[data-testid=textbox]").press("Enter")
+    expect()(bots.first).to_contain_text("$300 million", timeout=60_000)
+    page.get_by_role("button", name="Clear").first.click()
+    expect()(log.get_by_test_id("bot")).to_have_count(0)

@@ -27,6 +27,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if overrides:
         settings = settings.with_overrides(**overrides)
     assistant = Assistant(settings)
+    print(f"loading the index and the {assistant.mode} generator ...", flush=True)
+    try:
+        assistant.warm_up()  # the first visitor should not wait for a model to load
+    except Exception as exc:  # the server still starts; answers say what went wrong
+        print(f"warning: warm-up failed: {exc}", file=sys.stderr)
     health = assistant.health()
     if not health["chunks"]:
         print("warning: the index is empty; run `assistant ingest` first", file=sys.stderr)

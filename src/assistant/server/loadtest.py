@@ -131,10 +131,11 @@ async def run_level(url: str, clients: int, per_client: int, questions: list[str
                     headers: dict[str, str]) -> Level:
     level = Level(generator or "default", clients)
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    counter = iter(range(10**9))  # one shared cycle: every level asks the same mix
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
         async def worker(i: int) -> None:
-            for j in range(per_client):
-                q = questions[(i * per_client + j) % len(questions)]
+            for _ in range(per_client):
+                q = questions[next(counter) % len(questions)]
                 await one_request(client, url, q, generator, stream, level, headers)
 
         t0 = time.perf_counter()
@@ -152,7 +153,7 @@ def free_port() -> int:
 def start_server(port: int, generator: str | None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ASSISTANT_RATE_LIMIT_PER_MINUTE": "0", "GRADIO_ANALYTICS_ENABLED":
            "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    if generator and generator != "extractive":
+    if generator:  # the server's default generator too: extractive runs load no model
         env["ASSISTANT_GENERATOR"] = generator
     # Not `-m assistant.cli`: as __main__ it would be a second copy of the module, and
     # `serve` registers itself with the first.
@@ -186,7 +187,15 @@ def table(levels: list[Level], stream: bool) -> str:
     return "\n".join(lines)
 
 
-def report(levels: list[Level], health: dict[str, Any], args: argparse.Namespace) -> str:
+def load_average() -> str:
+    try:
+        return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def report(levels: list[Level], health: dict[str, Any], args: argparse.Namespace,
+           questions: list[str]) -> str:
     when = time.strftime("%Y-%m-%d %H:%M")
     errors = {k: v for lv in levels for k, v in lv.errors.items()}
     lines = [
@@ -195,9 +204,11 @@ def report(levels: list[Level], health: dict[str, Any], args: argparse.Namespace
         f"Machine: {os.cpu_count()} CPU cores, {platform.python_implementation()} "
         f"{platform.python_version()}; client and server on the same machine, over "
         f"loopback. Index: {health.get('documents')} documents, {health.get('chunks')} "
-        f"chunks; server generator {health.get('generator')}. Each client sends "
-        f"{args.per_client} questions one after another ({'streamed' if args.stream else 'JSON'}"
-        f" answers); latency is request to complete answer.",
+        f"chunks; server generator {health.get('generator')}. The clients share one cycle "
+        f"through the same {len(questions)} questions; each sends its questions one after "
+        f"another ({'streamed' if args.stream else 'JSON'} answers). Latency is request to "
+        f"complete answer. Load average (1, 5, 15 min) before the run: {args.load_before}; "
+        f"after: {load_average()}.",
         "",
         table(levels, args.stream),
         "",
@@ -216,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="questions each client sends per level (default 10)")
     p.add_argument("--generator", help="generator sent with each request (e.g. local)")
     p.add_argument("--stream", action="store_true", help="ask for SSE and time the first event")
+    p.add_argument("--min-requests", type=int, default=20,
+                   help="at least this many requests per level (default 20)")
     p.add_argument("--questions", type=Path, default=Path("eval/questions.jsonl"))
+    p.add_argument("--set-size", type=int, default=20,
+                   help="cycle through the first N questions (default 20)")
     p.add_argument("--out", type=Path, default=Path("eval/reports/load.md"))
     p.add_argument("--append", action="store_true", help="add to --out instead of replacing")
     p.add_argument("--api-key", default=os.environ.get("ASSISTANT_API_KEY", ""))
@@ -224,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     levels_n = [int(x) for x in args.clients.split(",") if x.strip()]
-    questions = load_questions(args.questions)
+    questions = load_questions(args.questions)[:max(args.set_size, 1)]
+    args.load_before = load_average()  # other work on the machine skews every figure
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     proc = None
     url = (args.url or "").rstrip("/")
@@ -241,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                               args.timeout, headers))  # warm-up
         levels = []
         for n in levels_n:
-            level = asyncio.run(run_level(url, n, args.per_client, questions, args.generator,
+            per_client = max(args.per_client, -(-args.min_requests // n))
+            level = asyncio.run(run_level(url, n, per_client, questions, args.generator,
                                           args.stream, args.timeout, headers))
             levels.append(level)
             print(table([level], args.stream).splitlines()[-1], flush=True)
@@ -252,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    text = report(levels, health, args)
+    text = report(levels, health, args, questions)
     print()
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
