@@ -279,6 +279,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     results: dict[str, Any] = {"ingest": {}, "latency": {}, "cold": {}}
     log = sys.stderr
     started = dt.datetime.now(dt.UTC)
+    load_at_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
     try:
         corpora: list[tuple[str, list[Path]]] = [("brochure", [corpus])]
         if related is not None:
@@ -327,7 +328,8 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             shutil.rmtree(work, ignore_errors=True)
     meta = {"generated": started.strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
-            "load average at start": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+            "load average at start": load_at_start,
+            "load average at end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
             "generator": generator, "top_k": settings.top_k,
             "questions": len(questions),
             "command": "assistant bench" + (" --quick" if args.quick else "")}
@@ -357,6 +359,14 @@ def _ms(v: float | None) -> str:
 def markdown(meta: dict[str, Any], r: dict[str, Any]) -> str:
     lines = ["# Performance benchmark", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items() if v not in ("", None)]
+    cpus = os.cpu_count() or 1
+    loads = [float(x) for k in ("load average at start", "load average at end")
+             for x in str(meta.get(k, "")).split()[:1]]
+    if loads and max(loads) > cpus:
+        lines += ["", f"**The machine was busy during this run** (load average up to "
+                  f"{max(loads):.1f} on {cpus} CPUs, other jobs running): absolute times are "
+                  "inflated; compare the assistant and baseline columns, measured in the same "
+                  "run."]
     lines += ["", "Each figure comes from a fresh child process; \"baseline\" is a plain "
               "llama-index pipeline (SimpleDirectoryReader, default SentenceSplitter, "
               "VectorStoreIndex over Chroma, HuggingFaceEmbedding with the same local model; "
