@@ -144,7 +144,7 @@ class Guard:
                     "assistant from that site."))
                 return
             if method == "OPTIONS" and "access-control-request-method" in headers:
-                await self._reply(scope, receive, send, self._preflight(origin), cors=origin)
+                await self._reply(scope, receive, send, self._preflight(), cors=origin)
                 return
         cors = origin if cross else None
         if path.startswith(("/api/", "/v1/")) and method != "OPTIONS":
@@ -178,7 +178,7 @@ class Guard:
                         f"{math.ceil(wait)} s.", {"Retry-After": str(math.ceil(wait))})
         return None
 
-    def _preflight(self, origin: str) -> Response:
+    def _preflight(self) -> Response:
         return Response(status_code=204, headers={
             "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
             "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,

@@ -46,6 +46,7 @@ class Level:
     latencies_ms: list[float] = field(default_factory=list)
     first_event_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)  # which generator really answered
     seconds: float = 0.0
 
     @property
@@ -117,8 +118,11 @@ async def one_request(client: httpx.AsyncClient, url: str, question: str, genera
             r = await client.post(url + "/api/chat", json=body, headers=headers)
             if r.status_code != 200:
                 raise RuntimeError(f"HTTP {r.status_code}")
-            if "answer" not in r.json():
+            body = r.json()
+            if "answer" not in body:
                 raise RuntimeError("malformed answer")
+            mode = str(body.get("mode", "?"))
+            level.modes[mode] = level.modes.get(mode, 0) + 1
     except Exception as exc:  # counted, not raised: the run goes on
         key = str(exc) or type(exc).__name__
         level.errors[key] = level.errors.get(key, 0) + 1
@@ -215,6 +219,10 @@ def report(levels: list[Level], health: dict[str, Any], args: argparse.Namespace
     ]
     if errors:
         lines += ["Errors: " + ", ".join(f"{k} x{v}" for k, v in errors.items()), ""]
+    for lv in levels:
+        if len(lv.modes) > 1:  # e.g. a model that timed out and fell back to extractive
+            lines += [f"Answers at {lv.clients} clients by mode: "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(lv.modes.items())), ""]
     return "\n".join(lines)
 
 
@@ -225,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", default="1,10,50", help="concurrency levels (default 1,10,50)")
     p.add_argument("--per-client", type=int, default=10,
                    help="questions each client sends per level (default 10)")
-    p.add_argument("--generator", help="generator sent with each request (e.g. local)")
+    p.add_argument("--generator", default="extractive",
+                   help="generator for every request, and the started server's default: "
+                        "extractive (default), local, openai")
     p.add_argument("--stream", action="store_true", help="ask for SSE and time the first event")
     p.add_argument("--min-requests", type=int, default=20,
                    help="at least this many requests per level (default 20)")
