@@ -153,6 +153,7 @@ def test_widget_shows_html_as_text(page: Any, live_server: LiveServer) -> None:
     assert page.locator("[data-assistant-widget] img, [data-assistant-widget] b").count() == 0
     page.wait_for_timeout(300)
     assert page.evaluate("window.__pwned") is None
+    screenshot(page, "widget-hostile")
 
 
 def test_widget_full_screen_on_small_screens(browser: Any, live_server: LiveServer) -> None:
