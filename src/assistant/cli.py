@@ -187,7 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", help="a conversation in the terminal (follow-ups understood)")
     p.set_defaults(func=cmd_chat)
 
-    for name, (help_, configure, run) in EXTRA_COMMANDS.items():
+    # Read the registry through the package module: under `python -m assistant.cli` this
+    # file also runs as __main__, a second copy the extras do not register with.
+    from assistant import cli as registry
+
+    for name, (help_, configure, run) in registry.EXTRA_COMMANDS.items():
         p = sub.add_parser(name, help=help_)
         configure(p)
         p.set_defaults(func=run)
