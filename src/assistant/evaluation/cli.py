@@ -40,6 +40,8 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample", type=int, default=None, metavar="N",
                    help="run a deterministic sample of N items spread over the categories "
                         "(for slow language-model configurations)")
+    p.add_argument("--name", default=None,
+                   help="report file name without extension (default: eval-<set name>)")
     p.add_argument("--failures", type=Path, default=None,
                    help="also write the failing items, as plain text, to this file")
     p.add_argument("--thresholds", type=Path, default=None,
@@ -123,7 +125,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    stem = "eval-" + qset.stem
+    stem = args.name or "eval-" + qset.stem
     meta = {
         "question set": f"{qset.name} ({len(items)} items)",
         "sources": ", ".join(_show_path(s) for s in sources),
