@@ -33,6 +33,7 @@ MIN_SCORE = 0.40  # below this the best sentence does not answer the question
 W_COVERAGE, W_MEANING, W_PASSAGE = 0.45, 0.45, 0.10
 SECOND_RATIO = 0.85  # a second sentence must score at least this share of the first
 ADJACENT_RATIO = 0.75  # ... or this much when it directly follows the first
+TYPED_RATIO = 0.9  # ... a sentence of the asked-for type may score this much below the best
 LIST_BONUS = 0.1
 CONTEXT_WEIGHT = 0.3  # question words found elsewhere in the sentence's passage
 
@@ -182,9 +183,15 @@ class ExtractiveAnswerer:
         if not units:
             return refusal(passages)
         q_terms = set(tokens(question))
-        top = units[0]
-        if not answerable(question, top):
+        # The best sentence that has what the question asks for (a figure for "how many",
+        # a date for "when"), if it is nearly as good as the best sentence overall.
+        typed = [u for u in units if _type_met(question, u.text)]
+        if not typed or typed[0].score < TYPED_RATIO * units[0].score:
             return refusal(passages)
+        top = typed[0]
+        if top.score < MIN_SCORE:
+            return refusal(passages)
+        units = [top] + [u for u in units if u is not top]
 
         p_top = passages[top.passage]
         if "\n" in top.text:  # the whole-list candidate won
@@ -229,11 +236,6 @@ def _nudge(question: str, units: list[Unit]) -> None:
             u.score -= 0.1
         if money and _MONEY.search(u.text):
             u.score += 0.1
-
-
-def answerable(question: str, top: Unit) -> bool:
-    """Does the best candidate score high enough and have what the question asks for?"""
-    return top.score >= MIN_SCORE and _type_met(question, top.text)
 
 
 def _type_met(question: str, text: str) -> bool:
