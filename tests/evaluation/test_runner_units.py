@@ -98,3 +98,23 @@ def test_sample_spreads_over_categories_deterministically() -> None:
     assert len({i.category for i in picked}) == len({i.category for i in items})
     order = [i.id for i in items]
     assert [order.index(i.id) for i in picked] == sorted(order.index(i.id) for i in picked)
+
+
+def test_report_round_trip(tmp_path: Path) -> None:
+    from assistant.evaluation import report
+    from assistant.evaluation.dataset import Item
+    from assistant.evaluation.runner import RunResult
+    from assistant.evaluation.scoring import score_item, summarise
+
+    item = Item(id="a", category="fact", question="q?", must_contain=["Maersk"],
+                evidence=["Maersk"], reference="Maersk.")
+    r = score_item(item, answer="Maersk was hit [1].", refused=False,
+                   citations={1: "Maersk was hit hard."}, retrieved=["Maersk was hit hard."])
+    r.ttft_ms = r.total_ms = 12.0
+    run = RunResult(config=Config.parse("extractive"), results=[r], summary=summarise([r]))
+    paths = report.write(tmp_path, "eval-x", "Evaluation: x", [run], {"set": "x"}, None)
+    assert "| Must-contain accuracy (answerable) | 1.000 |" in paths["markdown"].read_text()
+    runs, meta, support = report.load_runs(paths["json"])
+    assert meta == {"set": "x"} and support is None
+    assert runs[0].summary["must_contain_accuracy"] == 1.0
+    assert runs[0].summary["refusal_precision"] is None  # no refusals: undefined

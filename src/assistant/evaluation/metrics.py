@@ -219,7 +219,7 @@ def citation_precision(checks: Sequence[SentenceCheck]) -> float:
 # -- refusals ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RefusalScores:
-    precision: float  # refused items that should have been refused / refused items
+    precision: float | None  # refused items that should be refused / refused (None: none)
     recall: float  # refused / items that should be refused
     wrongly_refused: float  # answerable items refused / answerable items
     refused: int
@@ -238,7 +238,7 @@ def refusal_scores(rows: Iterable[tuple[bool, bool, bool]]) -> RefusalScores:
             fp += not expects
             wrong += is_answerable
     return RefusalScores(
-        precision=tp / (tp + fp) if tp + fp else 1.0,
+        precision=tp / (tp + fp) if tp + fp else None,
         recall=tp / expected if expected else 1.0,
         wrongly_refused=wrong / answerable if answerable else 0.0,
         refused=tp + fp, expected=expected, answerable=answerable,

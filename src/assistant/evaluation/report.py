@@ -60,7 +60,7 @@ def target_text(key: str) -> str:
 
 
 def _mark(summary: dict[str, Any], key: str) -> str:
-    if key not in TARGETS:
+    if key not in TARGETS or summary.get(key) is None:
         return ""
     return " ✓" if summary.get("targets", {}).get(key) else " ✗"
 
@@ -139,14 +139,15 @@ def _config_section(run: RunResult) -> list[str]:
     lines.append(f"- items: {s['items']}, run time {run.seconds:.0f} s")
     lines += ["", "| Metric | Value | Detail | Target | Met |", "| --- | --- | --- | --- | --- |"]
     for key, label, fmt_kind in ROWS:
-        met = ("yes" if s["targets"].get(key) else "**no**") if key in TARGETS else ""
+        met = ("" if key not in TARGETS or s.get(key) is None
+               else "yes" if s["targets"].get(key) else "**no**")
         lines.append(f"| {label} | {fmt(s.get(key), fmt_kind)} | {_detail(key, s)} | "
                      f"{target_text(key)} | {met} |")
     lines += ["", "Correct items by category:", "", "| Category | Correct | Items |",
               "| --- | --- | --- |"]
     for cat, v in s["by_category"].items():
         lines.append(f"| {cat} | {v['correct']} | {v['items']} |")
-    missed = [key for key in TARGETS if not s["targets"].get(key)]
+    missed = [key for key in TARGETS if s.get(key) is not None and not s["targets"].get(key)]
     if missed:
         lines += ["", "Targets missed: " + ", ".join(
             f"{key} ({fmt(s.get(key), 'ratio')}, target {target_text(key)})" for key in missed)
@@ -279,6 +280,28 @@ def write(out_dir: Path, stem: str, title: str, runs: Sequence[RunResult],
     if has_chart:
         paths["chart"] = png
     return paths
+
+
+def load_runs(path: Path) -> tuple[list[RunResult], dict[str, Any], dict[str, Any] | None]:
+    """Runs, meta and support validation back from a report's JSON (items re-scored into
+    summaries with the current code), so a report can be re-rendered without re-running."""
+    from .runner import Config
+    from .scoring import ItemResult, summarise
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    runs = []
+    for r in data["runs"]:
+        spec = r["config"]
+        config = Config(name=spec, generator=r["generator"],
+                        overrides=tuple(r.get("overrides", {}).items()),
+                        baseline=r.get("baseline", False))
+        results = [ItemResult(**item) for item in r["items"]]
+        run = RunResult(config=config, results=results, skipped=r.get("skipped", ""),
+                        settings=r.get("settings", {}), seconds=r.get("seconds", 0.0))
+        if results:
+            run.summary = summarise(results)
+        runs.append(run)
+    return runs, data.get("meta", {}), data.get("support_validation")
 
 
 def clean(value: Any) -> Any:
