@@ -13,7 +13,7 @@ from typing import Any
 from ..cli import EXTRA_COMMANDS
 from ..settings import Settings
 
-DEFAULT_CONFIGS = ["extractive", "extractive:hybrid=false"]
+DEFAULT_CONFIGS = ["extractive", "extractive:hybrid=false", "extractive:top_k=3"]
 
 
 def configure_eval(p: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", dest="configs", action="append", metavar="SPEC",
                    help="a configuration: GENERATOR[:setting=value,...], e.g. extractive, "
                         "extractive:hybrid=false, extractive:top_k=3, local; repeat to compare "
-                        f"(default: {' and '.join(DEFAULT_CONFIGS)})")
+                        f"(default: {', '.join(DEFAULT_CONFIGS)})")
     p.add_argument("--set", dest="question_set", type=Path, default=None,
                    help="question set JSONL (default: eval/questions.jsonl)")
     p.add_argument("--out", type=Path, default=None,
