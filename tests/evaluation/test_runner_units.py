@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.citations import SUPPORT_THRESHOLD
 from assistant.evaluation.bench import brochure_sentences, write_synthetic_corpus
 from assistant.evaluation.dataset import load_support_pairs
 from assistant.evaluation.runner import Config
@@ -66,7 +67,8 @@ def test_proposed_check_guards() -> None:
 
 def test_support_validation_report_shape() -> None:
     v = validate(load_support_pairs(ROOT / "eval" / "support_pairs.jsonl"))
-    assert v["pairs"] == 43 and v["threshold"] == pytest.approx(0.6)
+    assert v["pairs"] == 43 and v["threshold"] == pytest.approx(SUPPORT_THRESHOLD)
+    assert v["in_use"]["precision"] >= v["lexical"]["precision"]
     assert 0 < v["lexical"]["accuracy"] <= 1
     assert v["proposed"]["precision"] >= v["lexical"]["precision"]
     assert len(v["lexical_sweep"]) >= 10 and "embedding_sweep" not in v

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..citations import SUPPORT_THRESHOLD, support_score
+from ..citations import SUPPORT_THRESHOLD, support_score, supports
 from ..text import strip_markdown, words
 from .dataset import SupportPair
 
@@ -124,6 +124,12 @@ def validate(pairs: Sequence[SupportPair], embed: Embed | None = None) -> dict[s
                                                                    strict=True)]).to_json()}
             for t in THRESHOLDS
         ]
+    # The whole check citations.py applies (score, names, negations, quantifiers).
+    in_use = [supports(p.sentence, p.passage) for p in pairs]
+    out["in_use"] = {
+        **confusion(labels, in_use).to_json(),
+        "errors": [p.id for p, ok in zip(pairs, in_use, strict=True) if ok != p.supported],
+    }
     out["proposed"] = {
         "threshold": PROPOSED_THRESHOLD,
         **confusion(labels, [proposed_supports(p.sentence, p.passage) for p in pairs]).to_json(),
