@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 from assistant.evaluation.chat_bench import (
     Measure,
@@ -10,6 +12,7 @@ from assistant.evaluation.chat_bench import (
     compare,
     engine_refused,
     item_table,
+    rerender,
     select_items,
     summarise,
     table,
@@ -133,3 +136,18 @@ def test_recording_model_notes_every_call() -> None:
     assert calls[0]["timings"]["cache_n"] == 5
     assert rec.take() == []
     assert rec.last_usage == {"prompt_tokens": 20, "completion_tokens": 2}
+
+
+def test_rerender_rebuilds_the_report_from_json(tmp_path: Path) -> None:
+    rows = [_m("a", "f1", 1000, 2000, 200, False), _m("b", "f1", 4000, 5000, 700, True)]
+    rows[0].why = "missing 'X'; evidence not retrieved in top 10"
+    path = tmp_path / "chat_bench.json"
+    path.write_text(json.dumps({"meta": {"command": "assistant bench-chat"}, "summary": {},
+                                "comparison": {}, "items": [m.to_json() for m in rows]}))
+    result = rerender(path)
+    assert result["summary"]["a"]["ttft_p50_ms"] == 1000
+    assert result["comparison"]["ttft_ratio_p50"] == 0.25
+    assert result["items"][0]["why"] == "missing 'X'"
+    md = (tmp_path / "chat_bench.md").read_text()
+    assert "- command: assistant bench-chat" in md and "| f1 | fact |" in md
+    assert json.loads(path.read_text())["summary"]["b"]["correct"] == 1

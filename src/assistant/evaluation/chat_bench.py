@@ -62,6 +62,13 @@ NAMES = {"a": "(a) this pipeline", "b": "(b) llama-index CondensePlusContextChat
 _DONT_KNOW = re.compile(r"\b(?:don'?t|do not|does not|doesn'?t) know\b", re.IGNORECASE)
 
 
+def _why(text: str) -> str:
+    """score_item's reason without its retrieval note (this benchmark scores no retrieval,
+    and the passages it hands score_item are the cited / given ones, not a top-10)."""
+    parts = [p for p in text.split("; ") if not p.startswith("evidence ")]
+    return "; ".join(parts)
+
+
 def engine_refused(text: str) -> bool:
     """Whether a llama-index engine answer is a refusal (it has no refusal flag)."""
     from ..answerers.generative import is_refusal
@@ -225,7 +232,8 @@ class PipelineA:
         cites = {c.id: c.text for c in answer.citations} if answer is not None else {}
         r = score_item(item, answer=text, refused=refused, citations=cites,
                        retrieved=list(cites.values()), error=error, crashed=crashed)
-        m.answer, m.refused, m.correct, m.why, m.error = text, r.refused, r.correct, r.why, error
+        m.answer, m.refused, m.correct, m.error = text, r.refused, r.correct, error
+        m.why = _why(r.why)
         _apply_calls(m, calls)
         if answer is not None:
             m.mode = answer.mode
@@ -296,7 +304,8 @@ class PipelineB:
         r = score_item(item, answer=text, refused=refused,
                        citations={i: s for i, s in enumerate(sources, 1)}, retrieved=sources,
                        error=error, crashed=crashed)
-        m.answer, m.refused, m.correct, m.why, m.error = text, r.refused, r.correct, r.why, error
+        m.answer, m.refused, m.correct, m.error = text, r.refused, r.correct, error
+        m.why = _why(r.why)
         m.mode = "llama-index"
         return m
 
@@ -338,6 +347,7 @@ def summarise(measures: Sequence[Measure]) -> dict[str, Any]:
         "must_contain_correct": sum(m.correct for m in answerable),
         "refusal_accuracy": metrics.mean(m.correct for m in refuse) if refuse else None,
         "refusal_correct": sum(m.correct for m in refuse),
+        "correct": sum(m.correct for m in measures),
     }
 
 
@@ -363,6 +373,8 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     r95 = ratio(a["ttft_p95_ms"], b["ttft_p95_ms"])
     r_ans = ratio(a["ttft_answerable_p50_ms"], b["ttft_answerable_p50_ms"])
     return {
+        "prompt_tokens_ratio": ratio(a["prompt_tokens_mean"], b["prompt_tokens_mean"]),
+        "evaluated_tokens_ratio": ratio(a["processed_tokens_mean"], b["processed_tokens_mean"]),
         "ttft_ratio_p50": r50,
         "ttft_ratio_p95": r95,
         "ttft_ratio_answerable_p50": r_ans,
@@ -405,8 +417,9 @@ def table(a: dict[str, Any], b: dict[str, Any]) -> str:
          f"{_n(b['prompt_tokens_mean'])} / {_n(b['prompt_tokens_p50'])}"),
         ("prompt tokens mean, all calls (incl. rewrite / condense)",
          _n(a["prompt_tokens_all_mean"]), _n(b["prompt_tokens_all_mean"])),
-        ("prompt tokens reused from llama.cpp's cache, mean",
-         _n(a["cached_tokens_mean"]), _n(b["cached_tokens_mean"])),
+        ("prompt tokens reused from llama.cpp's cache / evaluated, mean",
+         f"{_n(a['cached_tokens_mean'])} / {_n(a['processed_tokens_mean'])}",
+         f"{_n(b['cached_tokens_mean'])} / {_n(b['processed_tokens_mean'])}"),
         ("prompt processing speed, llama.cpp (tokens/s)",
          _n(a["prompt_tokens_per_s"], 1), _n(b["prompt_tokens_per_s"], 1)),
         ("questions that reached the model", f"{a['model_called']}/{a['items']}",
@@ -417,6 +430,8 @@ def table(a: dict[str, Any], b: dict[str, Any]) -> str:
         ("refusal accuracy (unanswerable / adversarial)",
          _acc(a["refusal_accuracy"], a["refusal_correct"], a["refuse"]),
          _acc(b["refusal_accuracy"], b["refusal_correct"], b["refuse"])),
+        ("all items correct", f"{a.get('correct', 0)}/{a['items']}",
+         f"{b.get('correct', 0)}/{b['items']}"),
         ("errors", str(a["errors"]), str(b["errors"])),
     ]
     lines = [f"| | {NAMES['a']} | {NAMES['b']} |", "| --- | --- | --- |"]
@@ -435,7 +450,11 @@ def verdict(c: dict[str, Any], a: dict[str, Any]) -> list[str]:
         f"{ok(c['ttft_ratio_met'])}",
         f"warm TTFT of (a): p50 {_s(a['ttft_p50_ms'])} s, p95 {_s(a['ttft_p95_ms'])} s; "
         f"target < 5 s: p50 {ok(c['warm_ttft_p50_met'])}, p95 {ok(c['warm_ttft_p95_met'])}",
-        f"correctness of (a) >= (b) (must-contain and refusals): {ok(c['correctness_met'])}",
+        f"prompt size (a)/(b), mean tokens: {_n(c.get('prompt_tokens_ratio'), 2)} (whole "
+        f"prompts), {_n(c.get('evaluated_tokens_ratio'), 2)} (evaluated, after llama.cpp's "
+        f"prefix cache)",
+        f"correctness of (a) >= (b) on both must-contain and refusals: "
+        f"{ok(c['correctness_met'])}",
     ]
 
 
@@ -482,10 +501,17 @@ METHOD = """\
   Total: to the end of the stream (for (a), its `Final` event with checked citations).
 - Prompt tokens: llama.cpp's count for the answer-generating call ((a): `Answer.usage`;
   (b): the model's `last_usage`), and summed over all calls of the question. "Reused from
-  cache": llama.cpp's `cache_n` for the answer call (the common prefix of the previous
-  prompt, e.g. the system prompt, is not evaluated again). The pipelines alternate per
-  question and the one that goes first alternates too, so each usually follows the other and
-  neither gets its previous prompt's cache for free.
+  cache" is llama.cpp's `cache_n` for the answer call, "evaluated" its `prompt_n` (the tokens
+  actually processed, which is what TTFT pays for).
+- Prompt caching: the pipelines alternate per question and the one that goes first
+  alternates too, so neither simply follows itself. llama.cpp still reuses a common prefix:
+  the one with the prompt left in its slot, and (observed in this build) one restored from
+  its RAM prompt cache when a saved prompt shares a large enough share of the new one. (a)'s
+  fixed system prompt (~130 tokens, about half of its prompt) is restored every time; (b)'s
+  fixed preamble (~70 tokens in front of ~700 tokens of chunks) is reused only when (b)
+  directly follows itself. That is a real property of the short, system-prompt-first design,
+  but it means TTFT(a)/TTFT(b) is lower than the ratio of prompt sizes: compare the "prompt
+  tokens" row (whole prompts) with the "evaluated" row.
 - (a) refuses off-topic questions with its extractive gate without calling the model: those
   items have 0 prompt tokens and a TTFT of a few milliseconds. "answerable only" rows show
   TTFT without them.
@@ -524,6 +550,7 @@ def run(settings: Settings, *, questions: Path | None = None, out_dir: Path | No
         corpus = eval_dir.parent / corpus
     work = data_dir or Path(tempfile.mkdtemp(prefix="assistant-chat-bench-"))
     started = dt.datetime.now(dt.UTC)
+    commit = report.git_commit(eval_dir.parent)  # the code that runs, not HEAD at the end
     load_before = os.getloadavg()
     try:
         say(f"indexing {corpus} into {work} ...")
@@ -570,7 +597,7 @@ def run(settings: Settings, *, questions: Path | None = None, out_dir: Path | No
         "command": "assistant bench-chat" + (" --all" if all_items else "")
         + (f" --limit {limit}" if limit is not None else ""),
         "generated": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": report.git_commit(eval_dir.parent),
+        "commit": commit,
         "questions": f"{len(chosen)} from {qset.name} ({answerable} answerable, "
                      f"{sum(bool(i.history) for i in chosen)} of them follow-ups; "
                      f"{len(chosen) - answerable} unanswerable / adversarial); warm-up "
@@ -585,11 +612,33 @@ def run(settings: Settings, *, questions: Path | None = None, out_dir: Path | No
     }
     result = {"meta": meta, "summary": summary, "comparison": comparison,
               "items": [m.to_json() for m in measures]}
+    write(result, out_dir)
+    return result
+
+
+def write(result: dict[str, Any], out_dir: Path) -> None:
+    """chat_bench.md and chat_bench.json in out_dir."""
+    measures = [Measure(**row) for row in result["items"]]
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "chat_bench.md").write_text(render(summary, comparison, measures, meta),
-                                           encoding="utf-8")
+    (out_dir / "chat_bench.md").write_text(
+        render(result["summary"], result["comparison"], measures, result["meta"]),
+        encoding="utf-8")
     (out_dir / "chat_bench.json").write_text(json.dumps(result, indent=1, ensure_ascii=False)
                                              + "\n", encoding="utf-8")
+
+
+def rerender(json_path: Path, out_dir: Path | None = None) -> dict[str, Any]:
+    """Recompute the summary and rewrite the report from a saved chat_bench.json (no model
+    run), e.g. after a change to the report's layout."""
+    result = json.loads(json_path.read_text(encoding="utf-8"))
+    measures = [Measure(**row) for row in result["items"]]
+    for m in measures:
+        m.why = _why(m.why)
+    result["items"] = [m.to_json() for m in measures]
+    result["summary"] = {p: summarise([m for m in measures if m.pipeline == p])
+                         for p in PIPELINES}
+    result["comparison"] = compare(result["summary"]["a"], result["summary"]["b"])
+    write(result, out_dir or json_path.parent)
     return result
 
 
