@@ -62,7 +62,8 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_ingest_and_answer_through_a_chroma_server(chroma_server: str, tmp_path: Path,
                                                    embedder) -> None:  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path, corpus_dir=CORPUS, chroma_url=chroma_server)
+    settings = Settings(data_dir=tmp_path, corpus_dir=CORPUS, chroma_url=chroma_server,
+                        generator="extractive")
     a = Assistant(settings, embedder=embedder)
     report = a.ingest()
     assert report.ok and report.chunks > 20

@@ -67,7 +67,9 @@ def test_cli_ask_json_shape(brochure_data_dir: Path, monkeypatch: pytest.MonkeyP
 
 
 def _assistant(data: Path, corpus: Path, embedder) -> Assistant:  # type: ignore[no-untyped-def]
-    return Assistant(Settings(data_dir=data, corpus_dir=corpus), embedder=embedder)
+    # Ingestion tests: answers come from the extractive generator (no model needed).
+    settings = Settings(data_dir=data, corpus_dir=corpus, generator="extractive")
+    return Assistant(settings, embedder=embedder)
 
 
 def test_incremental_reingest_and_per_file_failures(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
