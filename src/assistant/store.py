@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,9 +163,10 @@ class ChromaIndex:
         embedding_model: str,
     ) -> str:
         """Build the next generation (kept documents copied, new chunks added), then flip."""
+        self.cleanup()  # leftovers of an interrupted ingest
         state = self.state()
         generation = state["generation"] + 1
-        name = f"{self.name}-g{generation}-{int(time.time())}"
+        name = f"{self.name}-g{generation}-{uuid.uuid4().hex[:12]}"
         new = self.client.create_collection(
             name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
         )
