@@ -171,15 +171,23 @@ def _cell(text: str, limit: int) -> str:
 
 def support_section(v: dict[str, Any]) -> list[str]:
     lx = v["lexical"]
+
+    def row(name: str, c: dict[str, Any]) -> str:
+        return (f"| {name} | {c['accuracy']:.3f} | {c['precision']:.3f} | {c['recall']:.3f} | "
+                f"{c['f1']:.3f} | {c['tp']} | {c['fp']} | {c['tn']} | {c['fn']} |")
+
     lines = ["## Citation-support check: validation", "",
-             f"`assistant.citations.supports` (lexical: share of the sentence's stemmed content "
-             f"words found in the passage, and every number present) at threshold "
-             f"{v['threshold']}, on {v['pairs']} hand-labelled pairs "
-             f"({v['supported']} supported) from `eval/support_pairs.jsonl`:", "",
-             "| Accuracy | Precision | Recall | F1 | TP | FP | TN | FN |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |",
-             f"| {lx['accuracy']:.3f} | {lx['precision']:.3f} | {lx['recall']:.3f} | "
-             f"{lx['f1']:.3f} | {lx['tp']} | {lx['fp']} | {lx['tn']} | {lx['fn']} |", ""]
+             f"On {v['pairs']} hand-labelled sentence/passage pairs ({v['supported']} "
+             "supported) from `eval/support_pairs.jsonl`. \"Supported\" is the positive "
+             "class.", "",
+             "| Check | Accuracy | Precision | Recall | F1 | TP | FP | TN | FN |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    if "in_use" in v:
+        lines.append(row("`citations.supports` as in use (score, names, negations, "
+                         "quantifiers)", v["in_use"]))
+    lines.append(row(f"lexical score alone ≥ {v['threshold']} (share of stemmed content words "
+                     "in the passage, every number present)", lx))
+    lines.append("")
     kinds = [k for k in ("lexical_sweep", "embedding_sweep", "combined_sweep") if k in v]
     names = {"lexical_sweep": "lexical", "embedding_sweep": "cosine (MiniLM)",
              "combined_sweep": f"lexical ≥ {v['threshold']} AND cosine"}
@@ -208,7 +216,10 @@ def support_section(v: dict[str, Any]) -> list[str]:
               f"(accuracy {b['accuracy']:.3f}, precision {b['precision']:.3f}, "
               f"recall {b['recall']:.3f})."]
     if v["errors"]:
-        lines += ["", "Pairs the check gets wrong at the chosen threshold:", "",
+        if "in_use" in v:
+            lines += ["", "The check in use gets these pairs wrong: "
+                      + ", ".join(v["in_use"]["errors"]) + "."]
+        lines += ["", "Pairs the lexical score alone gets wrong at the threshold:", "",
                   "| Pair | Label | Score | Sentence |", "| --- | --- | --- | --- |"]
         for e in v["errors"]:
             lines.append(f"| {e['id']} | {'supported' if e['label'] else 'unsupported'} | "
