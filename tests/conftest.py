@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
 BROCHURE = CORPUS / "cyber-diplomacy-in-the-eu.md"
-RELATED = ROOT.parent / "shared" / "related"
+RELATED = next((p for p in (ROOT.parent / "shared" / "related", Path("/work/shared/related"))
+                if p.is_dir()), ROOT.parent / "shared" / "related")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -8,10 +8,9 @@ import pytest
 
 from assistant.evaluation.dataset import load_items, load_support_pairs
 
-from ..conftest import BROCHURE, ROOT
+from ..conftest import BROCHURE, RELATED, ROOT
 
 EVAL = ROOT / "eval"
-RELATED = ROOT.parent / "shared" / "related"
 
 
 def test_main_set_shape() -> None:

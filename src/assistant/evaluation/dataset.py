@@ -86,7 +86,12 @@ def default_eval_dir() -> Path:
 
 
 def related_dir(root: Path | None = None) -> Path | None:
-    """../shared/related next to the checkout, when present."""
+    """The related texts: $ASSISTANT_SHARED_DIR/related, else ../shared/related next to the
+    checkout, else /work/shared/related (where this team's machines keep them)."""
+    import os
+
     base = root or default_eval_dir().parent
-    path = base.parent / "shared" / "related"
-    return path if path.is_dir() else None
+    candidates = [Path(os.environ["ASSISTANT_SHARED_DIR"]) / "related"] \
+        if os.environ.get("ASSISTANT_SHARED_DIR") else []
+    candidates += [base.parent / "shared" / "related", Path("/work/shared/related")]
+    return next((c for c in candidates if c.is_dir()), None)
