@@ -197,9 +197,9 @@ def support_section(v: dict[str, Any]) -> list[str]:
     for i, t in enumerate(v["lexical_sweep"]):
         cells = []
         for k in kinds:
-            row = v[k][i]
-            cells.append(f"{row['accuracy']:.3f} / {row['precision']:.3f} / "
-                         f"{row['recall']:.3f}")
+            cell = v[k][i]
+            cells.append(f"{cell['accuracy']:.3f} / {cell['precision']:.3f} / "
+                         f"{cell['recall']:.3f}")
         lines.append(f"| {t['threshold']:.2f} | " + " | ".join(cells) + " |")
     pr = v.get("proposed")
     if pr:
