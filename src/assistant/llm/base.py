@@ -7,6 +7,7 @@ Implementations: :class:`assistant.llm.local.LocalLlama` (in-process llama.cpp) 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Protocol, TypedDict, runtime_checkable
 
@@ -70,12 +71,13 @@ def validate_messages(messages: list[Message]) -> None:
             raise ValueError(f"messages[{i}]['content'] must be a str")
 
 
-class StreamingChatModel:
-    """Mixin giving :meth:`complete` to any class with a ChatModel-style ``stream``."""
+class StreamingChatModel(ABC):
+    """Base giving :meth:`complete` to any class that implements ``stream``."""
 
     name: str = "unnamed"
     last_usage: Usage | None = None
 
+    @abstractmethod
     def stream(
         self,
         messages: list[Message],
@@ -84,8 +86,8 @@ class StreamingChatModel:
         temperature: float = 0.0,
         stop: list[str] | None = None,
         timeout_s: float | None = None,
-    ) -> Iterator[str]:  # pragma: no cover - overridden
-        raise NotImplementedError
+    ) -> Iterator[str]:
+        """Yield text deltas as they are generated."""
 
     def complete(
         self,
