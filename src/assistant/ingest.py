@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,8 +127,9 @@ def ingest(
         return report
 
     chunks: list[Chunk] = [c for doc in to_embed for c in chunk_document(doc, chunk_chars)]
+    per_doc = Counter(c.document for c in chunks)
     for doc in to_embed:
-        manifest[doc.id]["chunks"] = sum(1 for c in chunks if c.document == doc.id)
+        manifest[doc.id]["chunks"] = per_doc[doc.id]
     vectors = _embed(embedder, chunks, batch_size, progress)
     report.embedded_chunks = len(chunks)
     changed = {d.id for d in to_embed}

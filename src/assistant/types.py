@@ -7,7 +7,7 @@ adapters that produce them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
@@ -86,7 +86,3 @@ class Answer:
             "rewritten_question": self.rewritten_question,
             "usage": dict(self.usage),
         }
-
-
-def passage_dict(p: Passage) -> dict[str, Any]:
-    return asdict(p)
