@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,17 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.server.app import OriginPolicy, RateLimiter, make_app, normalize_origin
+from assistant.server.app import (
+    MAX_BODY_BYTES,
+    OriginPolicy,
+    RateLimiter,
+    make_app,
+    normalize_origin,
+)
 from assistant.settings import Settings
 from assistant.types import Message
 
+from .conftest import serving
 from .fakes import ANSWER, FakeAssistant
 
 Q = {"role": "user", "content": "What is it?"}
@@ -122,6 +130,78 @@ def test_chat_rejects_too_many_turns_and_non_json() -> None:
     r = c.post("/api/chat", content=b"x" * 1_000_001, headers={"content-type": "application/json"})
     assert r.status_code == 413
     assert c.get("/api/nothing-here").json() == {"error": "No such endpoint: /api/nothing-here"}
+
+
+CHUNK = 64 * 1024
+OVER_CAP = MAX_BODY_BYTES // CHUNK + 2  # chunks: just past the cap
+
+
+def small_body() -> bytes:
+    return json.dumps({"messages": [Q]}).encode()
+
+
+def test_chunked_body_over_the_cap_is_413_json() -> None:
+    """No Content-Length (Transfer-Encoding: chunked): the guard counts the bytes."""
+    fake = FakeAssistant()
+    s = Settings(data_dir=Path("/nonexistent"))
+    fake.settings = s
+    app = make_app(fake, s, ui=False)
+
+    async def chunks(n: int) -> AsyncIterator[bytes]:
+        for _ in range(n):
+            yield b" " * CHUNK
+
+    async def halves() -> AsyncIterator[bytes]:
+        body = small_body()
+        yield body[:10]
+        yield body[10:]
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return [await c.post(path, content=content, headers={
+                        "content-type": "application/json"})
+                    for path, content in [("/api/chat", chunks(OVER_CAP)),
+                                          ("/v1/chat/completions", chunks(OVER_CAP * 4)),
+                                          ("/api/chat", halves())]]
+
+    big, big_v1, small = asyncio.run(run())
+    for r in (big, big_v1, small):
+        assert r.request.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in r.request.headers
+    assert big.status_code == 413, big.text
+    assert big.json() == {"error": f"The request body is too large (over {MAX_BODY_BYTES} "
+                                   "bytes)."}
+    assert big.headers["x-content-type-options"] == "nosniff"
+    assert big_v1.status_code == 413
+    assert big_v1.json()["error"]["code"] == 413
+    assert big_v1.json()["error"]["type"] == "invalid_request_error"
+    assert small.status_code == 200 and small.json()["answer"] == ANSWER
+    assert len(fake.calls) == 1  # the oversize requests never reached the assistant
+
+
+def test_chunked_body_cap_on_a_real_server() -> None:
+    """The same over uvicorn on loopback: a 413 the client reads, the server still serving."""
+    fake = FakeAssistant()
+    s = Settings(data_dir=Path("/nonexistent"), rate_limit_per_minute=0)
+    fake.settings = s
+
+    def chunks(n: int) -> Iterator[bytes]:
+        for _ in range(n):
+            yield b" " * CHUNK
+
+    with serving(make_app(fake, s, ui=False)) as url:
+        for n in (OVER_CAP, 100):
+            r = httpx.post(url + "/api/chat", content=chunks(n), timeout=60,
+                           headers={"content-type": "application/json"})
+            assert r.request.headers["transfer-encoding"] == "chunked"
+            assert r.status_code == 413, r.text
+            assert "too large" in r.json()["error"]
+        r = httpx.post(url + "/api/chat", content=iter([small_body()[:5], small_body()[5:]]),
+                       headers={"content-type": "application/json"}, timeout=60)
+        assert r.request.headers["transfer-encoding"] == "chunked"
+        assert r.status_code == 200 and r.json()["answer"] == ANSWER
+    assert len(fake.calls) == 1
 
 
 def test_busy_is_503_with_retry_after() -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import HOSTILE_QUESTION, LiveServer, screenshot
+from .conftest import HOSTILE_QUESTION, LiveServer, screenshot, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -85,6 +86,33 @@ def test_chat_page_shows_html_in_question_and_document_as_text(
     page.wait_for_timeout(300)
     assert page.evaluate("window.__pwned") is None
     screenshot(page, "chat-page-hostile")
+
+
+def test_chat_page_behind_the_api_key(page: Any, tmp_path: Path) -> None:
+    """With a key set, the page asks for it once; then the chat works on the cookie."""
+    from assistant.server.app import KEY_COOKIE, make_app
+    from assistant.settings import Settings
+
+    from .fakes import ANSWER, FakeAssistant
+
+    settings = Settings(data_dir=tmp_path, api_key="page-key")
+    fake = FakeAssistant(settings)
+    with serving(make_app(fake, settings)) as url:
+        response = page.goto(url + "/", wait_until="load")
+        assert response is not None and response.status == 401
+        key = page.get_by_label("API key")
+        key.fill("not-the-key")
+        key.press("Enter")
+        expect()(page.get_by_role("alert")).to_have_text("That key is not right.")
+        page.get_by_label("API key").fill("page-key")
+        page.get_by_role("button", name="Open").click()
+        log = ask_on_page(page, "What is it?")
+        expect()(log.get_by_test_id("bot").first).to_contain_text(ANSWER)
+        assert page.url == url + "/"
+        (cookie,) = [c for c in page.context.cookies() if c["name"] == KEY_COOKIE]
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert "page-key" not in cookie["value"]
+    assert [q for q, _, _ in fake.calls] == ["What is it?"]
 
 
 # -- the widget --------------------------------------------------------------------------------

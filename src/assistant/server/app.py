@@ -4,13 +4,17 @@
 - origins: a request that carries an `Origin` other than the app's own or an allowed one is
   refused (403) before it reaches any route, and CORS headers are sent to allowed ones only;
 - `Content-Security-Policy: frame-ancestors 'self' <allowed origins>` and `nosniff`;
-- an optional API key (`Authorization: Bearer ...`) for /api and /v1 (not /api/health);
+- an optional API key for every path but /api/health and /widget.js (Gradio's page and
+  routes included): `Authorization: Bearer <key>`, or the HttpOnly SameSite=Strict cookie a
+  browser gets by typing the key into the small form the page shows instead;
 - a per-client rate limit on the answering endpoints (the Gradio chat function uses the same
-  limiter), and a cap on request body size.
+  limiter), and a cap on /api and /v1 request bodies, counted as they arrive (so a chunked
+  body without Content-Length is capped too).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import math
@@ -19,11 +23,11 @@ import time
 from collections import deque
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,7 +37,11 @@ from .api import ApiError, AssistantLike, error_response, make_api_router
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000
+API_PREFIXES = ("/api/", "/v1/")
 RATE_LIMITED_PATHS = ("/api/chat", "/v1/chat/completions")
+PUBLIC_PATHS = ("/api/health", "/widget.js")  # open even when an API key is set
+KEY_COOKIE = "assistant_session"
+MAX_KEY_FORM_BYTES = 4096
 CORS_ALLOW_HEADERS = "authorization, content-type, x-gradio-user"
 
 
@@ -110,6 +118,65 @@ def client_key(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
+# -- the API key ------------------------------------------------------------------------------
+class KeyCheck:
+    """The optional API key, presented as a bearer header or as the page's session cookie.
+
+    The cookie holds an HMAC of the key (not the key itself), so changing the key ends every
+    browser session.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key.encode()
+        self.cookie_value = hmac.new(self.key, b"assistant page session",
+                                     hashlib.sha256).hexdigest()
+
+    def matches(self, candidate: str) -> bool:
+        return hmac.compare_digest(candidate.strip().encode(), self.key)
+
+    def authorized(self, headers: Headers) -> bool:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and self.matches(token):
+            return True
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == KEY_COOKIE and hmac.compare_digest(value.encode(),
+                                                          self.cookie_value.encode()):
+                return True
+        return False
+
+    def set_cookie(self, response: Response, scope: Scope) -> None:
+        response.set_cookie(KEY_COOKIE, self.cookie_value, path="/", httponly=True,
+                            samesite="strict", secure=scope.get("scheme") == "https")
+
+
+KEY_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Document assistant: key needed</title>
+<style>
+body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 26rem; margin: 15vh auto;
+       padding: 0 1rem; color: #1d1d1f; }}
+input, button {{ font: inherit; padding: .45rem .6rem; }}
+input {{ width: 100%; box-sizing: border-box; margin: .5rem 0 .8rem; }}
+.wrong {{ color: #b00020; }}
+</style></head>
+<body><main>
+<h1>Document assistant</h1>
+<p>This assistant needs its API key.</p>{wrong}
+<form method="post">
+<label for="key">API key</label>
+<input id="key" name="key" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Open</button>
+</form>
+</main></body></html>
+"""
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
 # -- the guard ---------------------------------------------------------------------------------
 class Guard:
     """Pure ASGI middleware (so streaming responses pass through untouched)."""
@@ -117,7 +184,7 @@ class Guard:
     def __init__(self, app: ASGIApp, settings: Settings, limiter: RateLimiter) -> None:
         self.app = app
         self.origins = OriginPolicy(list(settings.allowed_origins))
-        self.api_key = settings.api_key
+        self.key = KeyCheck(settings.api_key) if settings.api_key else None
         self.limiter = limiter
         self.security_headers = {
             "content-security-policy": self.origins.frame_ancestors(),
@@ -126,6 +193,11 @@ class Guard:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.key is not None and not self.key.authorized(
+                Headers(scope=scope)):
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})  # the server answers 403
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -147,28 +219,64 @@ class Guard:
                 await self._reply(scope, receive, send, self._preflight(), cors=origin)
                 return
         cors = origin if cross else None
-        if path.startswith(("/api/", "/v1/")) and method != "OPTIONS":
-            refusal = self._check_api(scope, headers, path, method)
-            if refusal is not None:
-                await self._reply(scope, receive, send, refusal, cors=cors)
-                return
-        await self.app(scope, receive, self._wrap_send(send, cors))
+        is_api = path.startswith(API_PREFIXES)
+        if (self.key is not None and path not in PUBLIC_PATHS
+                and not (is_api and method == "OPTIONS")
+                and not self.key.authorized(headers)):
+            refusal = await self._key_refusal(scope, receive, headers, path, method)
+            await self._reply(scope, receive, send, refusal, cors=cors)
+            return
+        if not is_api or method == "OPTIONS":
+            await self.app(scope, receive, self._wrap_send(send, cors))
+            return
+        api_refusal = self._check_api(scope, headers, path, method)
+        if api_refusal is not None:
+            await self._reply(scope, receive, send, api_refusal, cors=cors)
+            return
+        await self._call_capped(scope, receive, send, path, cors)
 
+    # -- the API key
+    async def _key_refusal(self, scope: Scope, receive: Receive, headers: Headers, path: str,
+                           method: str) -> Response:
+        """401: JSON for programs; for a browser, the key form (a correct key sets the cookie).
+
+        The form posts back to the page's own URL, so it works under any path prefix.
+        """
+        assert self.key is not None
+        form = headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+        if method == "POST" and form and not path.startswith(API_PREFIXES):
+            try:
+                body = await read_body(receive, MAX_KEY_FORM_BYTES)
+            except BodyTooLarge:
+                return error_response(path, 413, "The request body is too large.")
+            key = parse_qs(body.decode("utf-8", "replace")).get("key", [""])[0]
+            if self.key.matches(key):
+                back = Response(status_code=303, headers={
+                    "Location": _same_page(scope),
+                    "Cache-Control": "no-store"})
+                self.key.set_cookie(back, scope)
+                return back
+            log.info("wrong API key typed into the page's form")
+            return self._key_page(wrong=True)
+        if method in ("GET", "HEAD") and "text/html" in headers.get("accept", ""):
+            return self._key_page(wrong=False)
+        return error_response(path, 401, "Missing or wrong API key: send the header "
+                              "'Authorization: Bearer <key>'.",
+                              {"WWW-Authenticate": "Bearer"})
+
+    @staticmethod
+    def _key_page(wrong: bool) -> Response:
+        note = '\n<p class="wrong" role="alert">That key is not right.</p>' if wrong else ""
+        return HTMLResponse(KEY_PAGE.format(wrong=note), status_code=401,
+                            headers={"Cache-Control": "no-store"})
+
+    # -- /api and /v1
     def _check_api(self, scope: Scope, headers: Headers, path: str,
                    method: str) -> Response | None:
-        if self.api_key and path != "/api/health":
-            auth = headers.get("authorization", "")
-            scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                    token.strip().encode(), self.api_key.encode()):
-                return error_response(path, 401, "Missing or wrong API key: send the header "
-                                      "'Authorization: Bearer <key>'.",
-                                      {"WWW-Authenticate": "Bearer"})
         if method == "POST":
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-                return error_response(path, 413, f"The request body is too large "
-                                      f"(over {MAX_BODY_BYTES} bytes).")
+                return self._too_large(path)
             if path in RATE_LIMITED_PATHS:
                 wait = self.limiter.hit(client_key(scope))
                 if wait:
@@ -178,6 +286,55 @@ class Guard:
                         f"{math.ceil(wait)} s.", {"Retry-After": str(math.ceil(wait))})
         return None
 
+    @staticmethod
+    def _too_large(path: str) -> JSONResponse:
+        return error_response(path, 413, f"The request body is too large "
+                              f"(over {MAX_BODY_BYTES} bytes).")
+
+    async def _call_capped(self, scope: Scope, receive: Receive, send: Send, path: str,
+                           cors: str | None) -> None:
+        """Run the app with the body counted as it is read (Content-Length may be absent).
+
+        Past MAX_BODY_BYTES the guard answers 413 itself (unless a response has begun), tells
+        the app the client left, and drops whatever the app still sends.
+        """
+        received = 0
+        started = over = refused = False
+        send_inner = self._wrap_send(send, cors)
+
+        async def counting_receive() -> Message:
+            nonlocal received, over, refused
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    over = True
+                    log.info("refused a request body over %d bytes for %s",
+                             MAX_BODY_BYTES, path)
+                    if not started:
+                        refused = True
+                        await self._reply(scope, receive, send, self._too_large(path),
+                                          cors=cors)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send_inner(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not refused:  # an app failing on the "disconnect" after our 413 is expected
+                raise
+
+    # -- responses
     def _preflight(self) -> Response:
         return Response(status_code=204, headers={
             "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
@@ -206,6 +363,29 @@ class Guard:
     async def _reply(self, scope: Scope, receive: Receive, send: Send, response: Response,
                      cors: str | None = None) -> None:
         await response(scope, receive, self._wrap_send(send, cors, inner=False))
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, or BodyTooLarge once it passes `limit` bytes."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise BodyTooLarge
+        if not message.get("more_body", False):
+            break
+    return bytes(body)
+
+
+def _same_page(scope: Scope) -> str:
+    """This page's URL, relative (so it holds under a proxy's path prefix): './<last segment>'."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    last = raw.decode("latin-1").split("?", 1)[0].rsplit("/", 1)[-1]
+    query = scope.get("query_string", b"").decode("latin-1")
+    return "./" + last + (f"?{query}" if query else "")
 
 
 # -- error handlers ----------------------------------------------------------------------------
