@@ -53,3 +53,16 @@ def test_a_sentence_without_a_marker_borrows_a_supporting_neighbours_source() ->
     unrelated = check_answer("Penguins live in Antarctica. YAKSHA covers Cambodia [2].",
                              PASSAGES)
     assert unrelated.uncited == ["Penguins live in Antarctica."]
+
+
+def test_a_sentence_drawing_on_two_sources_gets_both_citations() -> None:
+    both = "The attacks cost over $300 million, and YAKSHA covers Cambodia and Vietnam [1]."
+    checked = check_answer(both, PASSAGES)
+    assert checked.unsupported == []
+    assert checked.text.endswith("Cambodia and Vietnam [1] [2].")
+    # A wrong citation is replaced when another given source supports the sentence alone.
+    swapped = check_answer("YAKSHA covers Cambodia and Vietnam [1].", PASSAGES)
+    assert swapped.text == "YAKSHA covers Cambodia and Vietnam [1]."
+    assert [c.section for c in swapped.citations] == ["S2"]
+    # Nothing given supports it: still dropped.
+    assert check_answer("YAKSHA covers Peru [1].", PASSAGES).unsupported

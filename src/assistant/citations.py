@@ -101,15 +101,38 @@ def citation_for(n: int, p: Passage) -> Citation:
     )
 
 
+def evidence_text(section: str, text: str) -> str:
+    """What a source says: its heading (shown to the model with it) and its text."""
+    head = section.split(" › ")[-1] if section else ""
+    return f"{head}\n{text}" if head else text
+
+
+def _joined(passages: list[Passage], refs: list[int]) -> str:
+    return "\n".join(evidence_text(passages[n - 1].section, passages[n - 1].text)
+                     for n in refs)
+
+
 def _borrowed(sentence: str, sentences: list[tuple[str, list[int]]], i: int,
               passages: list[Passage]) -> list[int]:
-    """Sources of the nearest cited neighbour (next first) that support `sentence`."""
+    """Sources for an uncited sentence: those of the nearest cited neighbour (next first)
+    if they support it, else the first given source that supports it alone."""
     neighbours = [j for j in (i + 1, i + 2, i - 1) if 0 <= j < len(sentences)]
     for j in neighbours:
         refs = sentences[j][1]
-        if refs and supports(sentence, "\n".join(passages[n - 1].text for n in refs)):
+        if refs and supports(sentence, _joined(passages, refs)):
             return refs
+    for n in range(1, len(passages) + 1):
+        if supports(sentence, _joined(passages, [n])):
+            return [n]
     return []
+
+
+def _completing_source(sentence: str, cited: list[int], passages: list[Passage]) -> int:
+    """The number of an uncited source that, with the cited ones, supports `sentence` (or 0)."""
+    for n in range(1, len(passages) + 1):
+        if n not in cited and supports(sentence, _joined(passages, [*cited, n])):
+            return n
+    return 0
 
 
 def check_answer(text: str, passages: list[Passage], *, drop_unsupported: bool = True
@@ -143,11 +166,19 @@ def check_answer(text: str, passages: list[Passage], *, drop_unsupported: bool =
             uncited.append(bare)
             kept_sentences.append(bare)
             continue
-        joined = "\n".join(passages[n - 1].text for n in valid)
-        if not supports(bare, joined):
-            unsupported.append(bare)
-            if drop_unsupported:
-                continue
+        if not supports(bare, _joined(passages, valid)):
+            # "Maersk was hit by NotPetya, and Yahoo! lost 3 billion accounts [1]": one
+            # claim per source but a single marker. Add (or swap in) the one given source
+            # that makes the sentence supported, so every citation points at support.
+            extra = _completing_source(bare, valid, passages)
+            if extra:
+                # A source that supports the sentence alone replaces a wrong citation.
+                alone = supports(bare, _joined(passages, [extra]))
+                valid = [extra] if alone else [*valid, extra]
+            else:
+                unsupported.append(bare)
+                if drop_unsupported:
+                    continue
         cited_sentences += 1
         new_ids = [renumber.setdefault(n, len(renumber) + 1) for n in valid]
         tail = ""

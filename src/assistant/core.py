@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import conversation
-from .answerers import extractive, generative
+from .answerers import REFUSAL, extractive, generative
 from .answerers.extractive import Unit
 from .embeddings import Embedder, load_embedder
 from .ingest import IngestReport, Progress, ingest
@@ -228,7 +228,7 @@ class Assistant:
                              f"{', '.join(self.generators)}.")
         standalone = self._standalone(q, history, gen)
         t1 = time.perf_counter()
-        ranked: list[tuple[Unit, Passage]] = []
+        ranked: list[list[tuple[Unit, Passage]]] = []  # one ranking per part
         answers: list[Answer] = []
         all_passages: list[Passage] = []
         for part in conversation.split_parts(standalone):
@@ -237,14 +237,15 @@ class Assistant:
             passages = self.retriever.retrieve(part, self.settings.top_k, query_vec)
             weight = self.retriever.bm25.term_weight
             units = self.extractive.rank(part, passages, weight, query_vec)
-            ranked.extend((u, passages[u.passage]) for u in units)
+            ranked.append([(u, passages[u.passage]) for u in units])
             answers.append(self.extractive.compose(part, passages, units))
             all_passages.extend(passages)
         extractive_answer = answers[0] if len(answers) == 1 else extractive.merge(answers)
         t2 = time.perf_counter()
         timings = {"rewrite": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000}
 
-        if gen == "extractive" or not ranked or max(u.score for u, _ in ranked) < LLM_GATE:
+        best = max((u.score for part in ranked for u, _ in part), default=0.0)
+        if gen == "extractive" or best < LLM_GATE:
             result = extractive_answer
             if gen != "extractive" and result.refused:
                 result.mode = gen  # the gate refused on the model's behalf
@@ -253,7 +254,6 @@ class Assistant:
                            total=(now - t0) * 1000)
             yield Delta(result.answer)
         else:
-            ranked.sort(key=lambda up: -up[0].score)
             result = yield from self._generate(standalone, ranked, extractive_answer, gen,
                                                timings, t0, t2)
         result.rewritten_question = standalone if standalone != q else ""
@@ -280,8 +280,8 @@ class Assistant:
             return heuristic
         return generative.clean_rewrite(text, heuristic)
 
-    def _generate(self, question: str, ranked: list[tuple[Unit, Passage]], fallback: Answer,
-                  gen: str, timings: dict[str, float], t0: float,
+    def _generate(self, question: str, ranked: list[list[tuple[Unit, Passage]]],
+                  fallback: Answer, gen: str, timings: dict[str, float], t0: float,
                   t2: float) -> Generator[Event, None, Answer]:
         """Stream a model answer; return the checked Answer (or the extractive fallback)."""
         from .llm import LLMBusy, LLMError
@@ -313,12 +313,17 @@ class Assistant:
         timings.update(generate=(end - t2) * 1000,
                        first_token=((first or end) - t0) * 1000, total=(end - t0) * 1000)
         result = None if note else generative.finalize("".join(parts), sources, gen)
+        if result is None and not note:
+            # The model answered, but no sentence of it is supported by the sources it was
+            # given: a claim the documents do not make. Say so rather than pass it on.
+            result = Answer(answer=REFUSAL, refused=True, mode=gen,
+                            notes=["the model's answer was not supported by the sources; "
+                                   "it was withheld"])
         if result is None:
             result = fallback
-            result.notes.append(note or "the model's answer had no supported, cited "
-                                        "sentence; this is the extractive answer")
-            if first is None:
-                yield Delta(result.answer)
+            result.notes.append(note)
+        if first is None:
+            yield Delta(result.answer)
         usage = getattr(model, "last_usage", None) or {}
         result.usage = {"prompt_tokens": int(usage.get("prompt_tokens", 0)),
                         "completion_tokens": int(usage.get("completion_tokens", 0)),

@@ -202,7 +202,7 @@ class PipelineA:
     def measure(self, item: Item) -> Measure:
         from ..core import Delta, Final, InputError
         from ..types import Message
-        from .scoring import score_item
+        from .scoring import cited_evidence, score_item
 
         m = Measure("a", item.id, item.category, item.question, item.expect)
         history: list[Message] = []
@@ -229,7 +229,7 @@ class PipelineA:
         calls = self.model.take()
         text = answer.answer if answer is not None else ""
         refused = bool(answer.refused) if answer is not None else False
-        cites = {c.id: c.text for c in answer.citations} if answer is not None else {}
+        cites = cited_evidence(answer)
         r = score_item(item, answer=text, refused=refused, citations=cites,
                        retrieved=list(cites.values()), error=error, crashed=crashed)
         m.answer, m.refused, m.correct, m.error = text, r.refused, r.correct, error

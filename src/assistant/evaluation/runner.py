@@ -20,7 +20,7 @@ from typing import Any
 from ..settings import Settings
 from ..types import Message
 from .dataset import Item
-from .scoring import ItemResult, score_item, summarise
+from .scoring import ItemResult, cited_evidence, score_item, summarise
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def run_assistant(config: Config, items: Sequence[Item], settings: Settings,
             item,
             answer=answer.answer if answer is not None else "",
             refused=bool(answer.refused) if answer is not None else False,
-            citations={c.id: c.text for c in answer.citations} if answer is not None else {},
+            citations=cited_evidence(answer),
             retrieved=[p.text for p in passages],
             error=error, crashed=crashed,
         )

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..citations import evidence_text
+from ..types import Answer
 from . import metrics
 from .dataset import Item
 
@@ -61,6 +63,13 @@ class ItemResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def cited_evidence(answer: Answer | None) -> dict[int, str]:
+    """Each citation's evidence as the answer's own check saw it (heading and quote)."""
+    if answer is None:
+        return {}
+    return {c.id: evidence_text(c.section, c.text) for c in answer.citations}
 
 
 def score_item(
