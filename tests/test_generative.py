@@ -92,6 +92,15 @@ def test_model_failure_mid_answer_falls_back_to_the_extractive_answer(make) -> N
     assert "timed out" in answer.notes[0]
 
 
+def test_an_unsupported_model_answer_is_withheld_not_replaced(make) -> None:  # type: ignore[no-untyped-def]
+    # The brochure names ENISA but not its seat: a claimed city is not in the sources.
+    a = make(FakeModel("ENISA is headquartered in Brussels [1]."))
+    answer = a.ask("In which city is ENISA headquartered?")
+    assert answer.refused and answer.answer == REFUSAL and answer.mode == "local"
+    assert "not supported" in answer.notes[0] and answer.suggestions
+    assert "Brussels" not in answer.answer
+
+
 def test_a_full_queue_is_busy_before_any_text(make) -> None:  # type: ignore[no-untyped-def]
     a = make(FakeModel(LLMBusy("queue full")))
     with pytest.raises(BusyError):

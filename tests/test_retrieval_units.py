@@ -40,3 +40,14 @@ def test_keep_leaders_keeps_each_rankings_best_hits() -> None:
     assert len(top) == 3 and {"d1", "x"} <= set(top)
     assert [i for i, _ in keep_leaders(fused, [dense, keyword], 5, leaders=1)] == \
         [i for i, _ in fused[:5]]
+
+
+def test_a_definition_question_finds_the_passage_that_defines_the_term() -> None:
+    from assistant.text import defines, definition_subject
+
+    assert definition_subject("What is cyber diplomacy?") == "cyber diplomacy"
+    assert definition_subject("What is the NIS Directive?") == "NIS Directive"
+    assert definition_subject("How much did NotPetya cost?") == ""
+    assert defines("Intro.\n\n**Cyber diplomacy** – a set of practices.", "cyber diplomacy")
+    assert defines("The NIS Directive is the first EU-wide law.", "NIS Directive")
+    assert not defines("The EU pursues cyber diplomacy with partners.", "cyber diplomacy")

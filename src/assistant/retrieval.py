@@ -13,7 +13,7 @@ import numpy as np
 from .chunking import Chunk, embedding_text
 from .embeddings import Embedder
 from .store import ChromaIndex
-from .text import tokens
+from .text import defines, definition_subject, tokens
 from .types import Passage
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,12 @@ class HybridRetriever:
         rankings = [[i for i, _ in dense]]
         if self.hybrid:
             rankings.append([i for i, _ in self.keyword(query, self.candidates)])
+            subject = definition_subject(query)
+            if subject:
+                # "What is X?": the passage that defines X ("**X** – a set of ...") may share
+                # only the term with the question, like every other passage about X.
+                rankings.append([i for i in self._ids if defines(self.chunks[i].text, subject)]
+                                [: self.candidates])
         fused = keep_leaders(rrf(rankings), rankings, k)
         similarity = dict(dense)
         missing = [i for i, _ in fused if i not in similarity and i in self.chunks]

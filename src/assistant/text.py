@@ -94,3 +94,20 @@ def strip_markdown(text: str) -> str:
     text = re.sub(r"^\s*>\s?", "", text, flags=re.MULTILINE)
     text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)
     return re.sub(r"(\*\*|__|\*|`)", "", text)
+
+
+_DEFINE = re.compile(r"^\s*(?:what\s+(?:is|are)|define|what does .+ mean)\s+(?:an?\s+|the\s+)?"
+                     r"(.+?)\s*\??\s*$", re.IGNORECASE)
+
+
+def definition_subject(question: str) -> str:
+    """X in "What is X?" / "Define X" when X is a short term (at most four words), else ""."""
+    m = _DEFINE.match(question)
+    return m.group(1).strip(" \"'“”‘’") if m and len(tokens(m.group(1))) <= 4 else ""
+
+
+def defines(text: str, subject: str) -> bool:
+    """Does `text` define `subject` ("**Cyber diplomacy** – a set of ...", "X is a ...")?"""
+    pattern = (rf"(?:^|[\n.;:]\s*)(?:the\s+|an?\s+)?{re.escape(subject)}\s*"
+               r"(?:–|—|-|:|\bis\b|\bare\b|\bmeans\b|\brefers to\b)")
+    return re.search(pattern, strip_markdown(text), re.IGNORECASE) is not None

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..citations import citation_for
-from ..text import sentence_spans, stem, strip_markdown, tokens
+from ..text import definition_subject, sentence_spans, stem, strip_markdown, tokens
 from ..types import Answer, Citation, Passage
 from . import REFUSAL
 
@@ -46,16 +46,14 @@ _HAS_DATE = re.compile(r"\b(?:1[89]\d\d|20\d\d)\b|\b(?:January|February|March|Ap
                        r"July|August|September|October|November|December)\b")
 _MONEY = re.compile(r"[$€£]\s?\d|\b(?:euros?|dollars?|million|billion)\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow many (\w+)", re.IGNORECASE)
-_NEEDS_NUMBER = re.compile(r"\b(how (?:much|many)|what (?:percentage|share|proportion)|"
-                           r"number of)\b", re.IGNORECASE)
+_NEEDS_NUMBER = re.compile(r"\b(how (?:much|many|big|large|costly|expensive)|"
+                           r"what (?:percentage|share|proportion)|number of)\b", re.IGNORECASE)
 _NEEDS_DATE = re.compile(r"^\s*(?:when|in what year|what year|on what date)\b", re.IGNORECASE)
 _NEEDS_NAME = re.compile(r"^\s*(?:who|which (?:country|company|persons?|people|individuals?|"
                          r"entities|entity|organi[sz]ations?))\b",
                          re.IGNORECASE)
 _LISTING = re.compile(r"\b(which|what are|list|name|examples?|countries|measures|sectors)\b",
                       re.IGNORECASE)
-_DEFINE = re.compile(r"^\s*(?:what\s+(?:is|are)|define|what does .+ mean)\s+(?:an?\s+|the\s+)?"
-                     r"(.+?)\s*\??\s*$", re.IGNORECASE)
 _COPULA = re.compile(r"\s(?:–|—|-|is|are|was|means|refers to)\s")
 
 # Words that frame a question rather than name its subject; they rarely occur in the answer.
@@ -85,8 +83,7 @@ def _unit_key(p: Passage, a: int, b: int) -> str:
 
 
 def _definition_subject(question: str) -> set[str]:
-    m = _DEFINE.match(question)
-    return set(tokens(m.group(1))) if m and len(tokens(m.group(1))) <= 4 else set()
+    return set(tokens(definition_subject(question)))
 
 
 def _names_something_new(text: str, question: str) -> bool:
@@ -218,7 +215,8 @@ def _nudge(question: str, units: list[Unit]) -> None:
     subject = _definition_subject(question)
     counted = _HOW_MANY.search(question)
     noun = stem(counted.group(1)) if counted else ""
-    money = bool(re.search(r"\bhow much\b|\bcost\b", question, re.IGNORECASE))
+    money = bool(re.search(r"\bhow much\b|\bcost|\bfinancial\b|\bdamages?\b|\bexpensive\b",
+                           question, re.IGNORECASE))
     wants_number = bool(_NEEDS_NUMBER.search(question) or _NEEDS_DATE.search(question))
     for u in units:
         if subject:
