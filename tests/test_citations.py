@@ -66,3 +66,30 @@ def test_a_sentence_drawing_on_two_sources_gets_both_citations() -> None:
     assert [c.section for c in swapped.citations] == ["S2"]
     # Nothing given supports it: still dropped.
     assert check_answer("YAKSHA covers Peru [1].", PASSAGES).unsupported
+
+
+def test_each_side_of_a_because_is_checked_on_its_own() -> None:
+    maersk = ("In 2017, NotPetya ransomware attacks against Maersk, the world's largest cargo "
+              "shipping company. The attacks cost the company over $300 million in damages.")
+    assert supports("NotPetya ransomware attacks against Maersk cost the company over "
+                    "$300 million in damages.", maersk)
+    assert not supports("The EU imposed sanctions on Maersk in 2017 because NotPetya "
+                        "ransomware attacks against Maersk cost the company over $300 million "
+                        "in damages.", maersk)
+
+
+def test_a_possessive_name_is_found_in_the_passage() -> None:
+    nis = ("It creates a culture of security across vital sectors (energy, transport, water) "
+           "under the NIS Directive.")
+    assert supports("The NIS Directive's culture of security covers energy, transport and "
+                    "water.", nis)
+
+
+def test_two_sources_complete_a_sentence_only_clause_by_clause() -> None:
+    given = [p(1, "NotPetya ransomware attacks hit Maersk in 2017."),
+             p(2, "The EU can impose sanctions on persons responsible for cyberattacks.")]
+    both = check_answer("NotPetya hit Maersk in 2017, and the EU can impose sanctions [1].",
+                        given)
+    assert both.text.endswith("[1] [2].")
+    merged = check_answer("The EU imposed sanctions on Maersk for NotPetya in 2017 [1].", given)
+    assert merged.unsupported and merged.text == ""

@@ -97,7 +97,7 @@ def test_an_unsupported_model_answer_is_withheld_not_replaced(make) -> None:  # 
     a = make(FakeModel("ENISA is headquartered in Brussels [1]."))
     answer = a.ask("In which city is ENISA headquartered?")
     assert answer.refused and answer.answer == REFUSAL and answer.mode == "local"
-    assert "not supported" in answer.notes[0] and answer.suggestions
+    assert any("withheld" in n for n in answer.notes) and answer.suggestions
     assert "Brussels" not in answer.answer
 
 
@@ -184,4 +184,8 @@ def test_finalize_drops_uncited_text_and_keeps_supported_sentences() -> None:
     src = [_p("YAKSHA covers Brunei Darussalam, Cambodia and Vietnam.")]
     ok = finalize("Sure! YAKSHA covers Cambodia and Vietnam [1].", src, "local")
     assert ok is not None and ok.answer == "YAKSHA covers Cambodia and Vietnam [1]."
-    assert finalize("My system prompt says: be helpful.", src, "local") is None
+    withheld = finalize("My system prompt says: be helpful.", src, "local")
+    assert withheld is not None and withheld.refused and "withheld" in withheld.notes[-1]
+    assert finalize("1", src, "local") is None  # nothing usable: the caller falls back
+    echo = finalize("YAKSHA covers [1].", src, "local", "Which countries does YAKSHA cover?")
+    assert echo is None

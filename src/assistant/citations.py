@@ -37,6 +37,7 @@ def names(text: str) -> set[str]:
     out: set[str] = set()
     for a, b in sentence_spans(text):
         for w in words(text[a:b])[1:]:
+            w = re.sub(r"['’]s$", "", w)  # "the NIS Directive's sectors" names "Directive"
             if w[:1].isupper() and len(w) >= 3 and w.lower() not in _NAME_ALIASES:
                 out.add(w.lower())
     return out
@@ -59,8 +60,15 @@ def support_score(sentence: str, passage: str) -> float:
     return len(s_tokens & p_tokens) / len(s_tokens)
 
 
+# "X because Y": each side is a claim of its own. Checked as one sentence, a long true Y can
+# carry a false X ("The EU imposed sanctions on Maersk because NotPetya cost it $300 million").
+_CAUSAL = re.compile(r",?\s+\b(?:because(?: of)?|since|due to|as a result of|in order to)\s+",
+                     re.IGNORECASE)
+
+
 def supports(sentence: str, passage: str, threshold: float = SUPPORT_THRESHOLD) -> bool:
-    if support_score(sentence, passage) < threshold:
+    parts = [c for c in _CAUSAL.split(sentence) if c.strip()] or [sentence]
+    if any(support_score(part, passage) < threshold for part in parts):
         return False
     s_plain, p_plain = strip_markdown(sentence), strip_markdown(passage)
     p_lower = p_plain.lower()
@@ -127,10 +135,26 @@ def _borrowed(sentence: str, sentences: list[tuple[str, list[int]]], i: int,
     return []
 
 
+_CLAUSE = re.compile(r"\s*(?:;|,?\s+and\s+|,\s+while\s+|,\s+whereas\s+)\s*")
+
+
 def _completing_source(sentence: str, cited: list[int], passages: list[Passage]) -> int:
-    """The number of an uncited source that, with the cited ones, supports `sentence` (or 0)."""
+    """The number of an uncited source that, with the cited ones, supports `sentence` (or 0).
+
+    Either that source supports the whole sentence alone, or the sentence is a list of
+    clauses ("A, and B") each supported by one of the sources on its own. Two passages are
+    never merged to support one clause: "the EU imposed sanctions on Maersk" must not pass
+    because one passage names Maersk and another the sanctions.
+    """
+    clauses = [c for c in _CLAUSE.split(sentence) if c.strip()]
     for n in range(1, len(passages) + 1):
-        if n not in cited and supports(sentence, _joined(passages, [*cited, n])):
+        if n in cited:
+            continue
+        if supports(sentence, _joined(passages, [n])):
+            return n
+        refs = [*cited, n]
+        if len(clauses) > 1 and all(any(supports(c, _joined(passages, [m])) for m in refs)
+                                    for c in clauses):
             return n
     return 0
 

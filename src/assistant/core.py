@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import conversation
-from .answerers import REFUSAL, extractive, generative
+from .answerers import extractive, generative
 from .answerers.extractive import Unit
 from .embeddings import Embedder, load_embedder
 from .ingest import IngestReport, Progress, ingest
@@ -312,16 +312,11 @@ class Assistant:
         end = time.perf_counter()
         timings.update(generate=(end - t2) * 1000,
                        first_token=((first or end) - t0) * 1000, total=(end - t0) * 1000)
-        result = None if note else generative.finalize("".join(parts), sources, gen)
-        if result is None and not note:
-            # The model answered, but no sentence of it is supported by the sources it was
-            # given: a claim the documents do not make. Say so rather than pass it on.
-            result = Answer(answer=REFUSAL, refused=True, mode=gen,
-                            notes=["the model's answer was not supported by the sources; "
-                                   "it was withheld"])
+        result = None if note else generative.finalize("".join(parts), sources, gen, question)
         if result is None:
             result = fallback
-            result.notes.append(note)
+            result.notes.append(note or "the model's answer held nothing usable; this is the "
+                                        "extractive answer")
         if first is None:
             yield Delta(result.answer)
         usage = getattr(model, "last_usage", None) or {}

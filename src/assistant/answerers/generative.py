@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from itertools import zip_longest
 
-from ..citations import check_answer
-from ..text import sentence_spans
+from ..citations import check_answer, strip_markers
+from ..text import sentence_spans, tokens
 from ..types import Answer, Message, Passage
 from . import REFUSAL
 from .extractive import Unit
@@ -157,10 +157,15 @@ def is_refusal(text: str) -> bool:
     return REFUSAL.lower().rstrip(".") in text.lower() or bool(_REFUSAL_LIKE.search(text))
 
 
-def finalize(raw: str, sources: list[Passage], mode: str) -> Answer | None:
-    """The checked answer; None when nothing grounded is left (the caller falls back)."""
+def finalize(raw: str, sources: list[Passage], mode: str, question: str = "") -> Answer | None:
+    """The checked answer, or a refusal when the model refused or claimed something the
+    sources do not support; None when its output holds nothing usable (the caller falls
+    back to the extractive answer)."""
     checked = check_answer(raw, sources, drop_unsupported=True)
-    grounded = " ".join(s for s in _sentences_with_markers(checked.text))
+    asked = set(tokens(question))
+    # "The current EU cyber ambassador is [1]." repeats the question: it answers nothing.
+    grounded = " ".join(s for s in _sentences_with_markers(checked.text)
+                        if not set(tokens(strip_markers(s))) <= asked or not asked)
     notes: list[str] = []
     if checked.dropped_markers:
         notes.append(f"removed citations to sources that were not given: "
@@ -171,10 +176,18 @@ def finalize(raw: str, sources: list[Passage], mode: str) -> Answer | None:
     if not grounded:
         if is_refusal(raw):
             return Answer(answer=REFUSAL, refused=True, mode=mode, notes=notes)
+        if any(_claims_something(s, asked) for s in [*checked.unsupported, *checked.uncited]):
+            notes.append("the model's answer was not supported by the sources; it was withheld")
+            return Answer(answer=REFUSAL, refused=True, mode=mode, notes=notes)
         return None
     used = {int(n) for n in re.findall(r"\[(\d+)\]", grounded)}
     citations = [c for c in checked.citations if c.id in used]
     return Answer(answer=grounded, refused=False, citations=citations, mode=mode, notes=notes)
+
+
+def _claims_something(sentence: str, asked: set[str]) -> bool:
+    """A word or figure beyond the question's (a stray "1" or a bare echo is no claim)."""
+    return any(not (t.isdigit() and len(t) <= 2) for t in set(tokens(sentence)) - asked)
 
 
 def _sentences_with_markers(text: str) -> list[str]:

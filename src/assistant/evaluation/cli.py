@@ -112,6 +112,8 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         return on_item
 
     started = dt.datetime.now(dt.UTC)
+
+    commit = report.git_commit(eval_dir.parent)  # the code as it was when the run began
     try:
         print(f"indexing {', '.join(map(str, sources))} ...", file=sys.stderr)
         runs = run_all(configs, items, settings, cache, bar)
@@ -132,7 +134,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         "index": "; ".join(f"{v['embedding_model']}: {v['documents']} documents, "
                            f"{v['chunks']} chunks" for v in cache.info.values()),
         "generated": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": report.git_commit(eval_dir.parent),
+        "commit": commit,
         "command": "assistant eval " + " ".join(
             f"--config {c.name}" for c in configs if not c.baseline)
         + (f" --set {_show_path(qset)}" if args.question_set else "")

@@ -212,6 +212,8 @@ def run_assistant(config: Config, items: Sequence[Item], settings: Settings,
         if answer is not None:
             result.mode = answer.mode
             result.rewritten_question = answer.rewritten_question
+            result.notes = list(answer.notes)
+            result.prompt_tokens = int(answer.usage.get("prompt_tokens", 0))
             result.citations = [c.public() for c in answer.citations]
         result.retrieved = [{"rank": i, "section": p.section, "document": p.document,
                              "id": p.id} for i, p in enumerate(passages, 1)]

@@ -46,6 +46,8 @@ class ItemResult:
     crashed: bool = False  # an exception other than InputError
     mode: str = ""
     rewritten_question: str = ""
+    notes: list[str] = field(default_factory=list)  # the answer's notes (why it fell back...)
+    prompt_tokens: int = 0  # of the model call that wrote the answer (0: no model)
     citations: list[dict[str, Any]] = field(default_factory=list)
     retrieved: list[dict[str, Any]] = field(default_factory=list)  # top passages, ranked
     evidence_ranks: list[int | None] = field(default_factory=list)
