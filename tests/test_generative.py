@@ -11,7 +11,7 @@ from assistant import Assistant, BusyError, Delta, Final, Settings
 from assistant.answerers import REFUSAL
 from assistant.answerers.generative import build_messages, finalize, select_sources
 from assistant.llm import LLMBusy, LLMError
-from assistant.types import Message, Passage
+from assistant.types import Answer, Message, Passage
 
 from .conftest import CORPUS
 
@@ -189,3 +189,19 @@ def test_finalize_drops_uncited_text_and_keeps_supported_sentences() -> None:
     assert finalize("1", src, "local") is None  # nothing usable: the caller falls back
     echo = finalize("YAKSHA covers [1].", src, "local", "Which countries does YAKSHA cover?")
     assert echo is None
+
+
+def test_a_claim_worded_unlike_its_source_gives_way_to_a_quote_that_agrees() -> None:
+    from assistant.citations import citation_for
+
+    src = [_p("The attacks cost the company over $300 million in damages.")]
+    quoted = Answer(answer="The attacks cost the company over $300 million in damages [1].",
+                    refused=False, citations=[citation_for(1, src[0])], mode="extractive")
+    raw = "The shipping giant's financial hit from the incident was $300 million [1]."
+    q = "How big was the financial hit to the shipping giant?"
+    same = finalize(raw, src, "local", q, extractive=quoted)
+    assert same is not None and same.answer == quoted.answer and same.mode == "extractive"
+    assert "extractive answer" in same.notes[-1]
+    other = finalize("The financial hit was $500 million [1].", src, "local", q,
+                     extractive=quoted)
+    assert other is not None and other.refused  # a figure the quote does not hold

@@ -312,7 +312,8 @@ class Assistant:
         end = time.perf_counter()
         timings.update(generate=(end - t2) * 1000,
                        first_token=((first or end) - t0) * 1000, total=(end - t0) * 1000)
-        result = None if note else generative.finalize("".join(parts), sources, gen, question)
+        result = None if note else generative.finalize("".join(parts), sources, gen, question,
+                                                       extractive=fallback)
         if result is None:
             result = fallback
             result.notes.append(note or "the model's answer held nothing usable; this is the "

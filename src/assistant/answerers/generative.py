@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from itertools import zip_longest
 
-from ..citations import check_answer, strip_markers
+from ..citations import check_answer, names, numbers, strip_markers
 from ..text import sentence_spans, tokens
 from ..types import Answer, Message, Passage
 from . import REFUSAL
@@ -157,10 +157,16 @@ def is_refusal(text: str) -> bool:
     return REFUSAL.lower().rstrip(".") in text.lower() or bool(_REFUSAL_LIKE.search(text))
 
 
-def finalize(raw: str, sources: list[Passage], mode: str, question: str = "") -> Answer | None:
+def finalize(raw: str, sources: list[Passage], mode: str, question: str = "",
+             extractive: Answer | None = None) -> Answer | None:
     """The checked answer, or a refusal when the model refused or claimed something the
     sources do not support; None when its output holds nothing usable (the caller falls
-    back to the extractive answer)."""
+    back to the extractive answer).
+
+    A claim that fails the check only for its wording ("The financial hit to the shipping
+    giant was over $300 million") is not withheld when the `extractive` answer quotes every
+    figure and name it states: then that quoted answer is returned instead, with a note.
+    """
     checked = check_answer(raw, sources, drop_unsupported=True)
     asked = set(tokens(question))
     # "The current EU cyber ambassador is [1]." repeats the question: it answers nothing.
@@ -176,13 +182,30 @@ def finalize(raw: str, sources: list[Passage], mode: str, question: str = "") ->
     if not grounded:
         if is_refusal(raw):
             return Answer(answer=REFUSAL, refused=True, mode=mode, notes=notes)
-        if any(_claims_something(s, asked) for s in [*checked.unsupported, *checked.uncited]):
-            notes.append("the model's answer was not supported by the sources; it was withheld")
-            return Answer(answer=REFUSAL, refused=True, mode=mode, notes=notes)
-        return None
+        claims = [s for s in [*checked.unsupported, *checked.uncited]
+                  if _claims_something(s, asked)]
+        if not claims:
+            return None
+        if extractive is not None and _corroborates(extractive, " ".join(claims)):
+            notes.append("the model's wording was not supported by its sources; this is the "
+                         "extractive answer, which quotes the figures and names it gave")
+            return replace(extractive, notes=[*extractive.notes, *notes])
+        notes.append("the model's answer was not supported by the sources; it was withheld")
+        return Answer(answer=REFUSAL, refused=True, mode=mode, notes=notes)
     used = {int(n) for n in re.findall(r"\[(\d+)\]", grounded)}
     citations = [c for c in checked.citations if c.id in used]
     return Answer(answer=grounded, refused=False, citations=citations, mode=mode, notes=notes)
+
+
+def _corroborates(quoted: Answer, claims: str) -> bool:
+    """Does a (non-refusing) quoted answer hold every figure and name the claims state?"""
+    if quoted.refused:
+        return False
+    specifics = numbers(claims) | names(claims)
+    text = " ".join([quoted.answer, *(c.text for c in quoted.citations)])
+    lower = text.lower()
+    return bool(specifics) and numbers(claims) <= numbers(text) \
+        and all(n in lower for n in names(claims))
 
 
 def _claims_something(sentence: str, asked: set[str]) -> bool:
