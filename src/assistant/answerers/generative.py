@@ -198,13 +198,14 @@ def finalize(raw: str, sources: list[Passage], mode: str, question: str = "",
 
 
 def _corroborates(quoted: Answer, claims: str) -> bool:
-    """Does a (non-refusing) quoted answer hold every figure and name the claims state?"""
+    """Does a (non-refusing) quoted answer state every figure and name the claims state?
+
+    Its own text, not its cited passages: the reader must see the same specifics."""
     if quoted.refused:
         return False
     specifics = numbers(claims) | names(claims)
-    text = " ".join([quoted.answer, *(c.text for c in quoted.citations)])
-    lower = text.lower()
-    return bool(specifics) and numbers(claims) <= numbers(text) \
+    lower = quoted.answer.lower()
+    return bool(specifics) and numbers(claims) <= numbers(quoted.answer) \
         and all(n in lower for n in names(claims))
 
 
