@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .text import sentence_spans, strip_markdown, tokens, words
+from .text import last_heading, sentence_spans, strip_markdown, tokens, words
 from .types import Citation, Passage
 
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
@@ -111,7 +111,7 @@ def citation_for(n: int, p: Passage) -> Citation:
 
 def evidence_text(section: str, text: str) -> str:
     """What a source says: its heading (shown to the model with it) and its text."""
-    head = section.split(" › ")[-1] if section else ""
+    head = last_heading(section)
     return f"{head}\n{text}" if head else text
 
 

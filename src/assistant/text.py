@@ -111,3 +111,8 @@ def defines(text: str, subject: str) -> bool:
     pattern = (rf"(?:^|[\n.;:]\s*)(?:the\s+|an?\s+)?{re.escape(subject)}\s*"
                r"(?:–|—|-|:|\bis\b|\bare\b|\bmeans\b|\brefers to\b)")
     return re.search(pattern, strip_markdown(text), re.IGNORECASE) is not None
+
+
+def last_heading(section: str) -> str:
+    """The innermost heading of a heading path ("Digital risks › Port security")."""
+    return section.split(" › ")[-1] if section else ""

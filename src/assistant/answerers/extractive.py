@@ -21,7 +21,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..citations import citation_for
-from ..text import definition_subject, sentence_spans, stem, strip_markdown, tokens
+from ..text import (
+    definition_subject,
+    last_heading,
+    sentence_spans,
+    stem,
+    strip_markdown,
+    tokens,
+)
 from ..types import Answer, Citation, Passage
 from . import REFUSAL
 
@@ -74,10 +81,6 @@ class Unit:
     score: float = 0.0
 
 
-def _last_heading(section: str) -> str:
-    return section.split(" › ")[-1] if section else ""
-
-
 def _unit_key(p: Passage, a: int, b: int) -> str:
     return f"{p.id}:{a}:{b}"
 
@@ -114,7 +117,7 @@ class ExtractiveAnswerer:
             texts = []
             for i in missing:
                 u = units[i]
-                head = _last_heading(passages[u.passage].section)
+                head = last_heading(passages[u.passage].section)
                 texts.append(f"{head}: {u.text}" if head else u.text)
             for i, v in zip(missing, self.embed(texts), strict=True):
                 self.cache[keys[i]] = v
@@ -164,7 +167,7 @@ class ExtractiveAnswerer:
         _nudge(question, units)
         for u in units:
             if "\n" in u.text:  # a listing question wants the whole list
-                heading = set(tokens(_last_heading(passages[u.passage].section)))
+                heading = set(tokens(last_heading(passages[u.passage].section)))
                 u.score += LIST_BONUS * (2 if heading & q_terms else 1)
         units.sort(key=lambda u: -u.score)
         return units
@@ -251,8 +254,8 @@ def _statement(u: Unit, p: Passage) -> str:
     """A unit as an answer sentence; a bare list (project countries) gets its heading."""
     text = u.text
     if text and text[-1] not in ".!?:;" and len(text) < 300 and u.start == 0 \
-            and u.end >= len(p.text.rstrip()) and _last_heading(p.section):
-        return f"{_last_heading(p.section)}: {text}"
+            and u.end >= len(p.text.rstrip()) and last_heading(p.section):
+        return f"{last_heading(p.section)}: {text}"
     return text
 
 
@@ -264,7 +267,7 @@ def _list_answer(p: Passage) -> str:
              if _LIST_ITEM.match(ln)]
     intro = strip_markdown(lines[first - 1]).strip() if first else ""
     if not intro.endswith(":"):
-        head = _last_heading(p.section)
+        head = last_heading(p.section)
         intro = f"{head}:" if head else ""
     return (intro + " " if intro else "") + "; ".join(items) + "."
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from itertools import zip_longest
 
 from ..citations import check_answer, names, numbers, strip_markers
-from ..text import sentence_spans, tokens
+from ..text import last_heading, sentence_spans, tokens
 from ..types import Answer, Message, Passage
 from . import REFUSAL
 from .extractive import Unit
@@ -124,7 +124,7 @@ def without_instructions(text: str) -> str:
 def build_messages(question: str, sources: Sequence[Passage]) -> list[dict[str, str]]:
     lines = ["Sources:"]
     for n, p in enumerate(sources, 1):
-        where = p.section.split(" › ")[-1] if p.section else p.title
+        where = last_heading(p.section) or p.title
         text = without_instructions(" ".join(p.text.split()))
         lines.append(f"[{n}] ({where}) {text}")
     lines.append("")
