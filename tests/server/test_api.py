@@ -310,9 +310,13 @@ def test_rate_limit_per_client() -> None:
 
 def test_rate_limiter_window_and_switch() -> None:
     lim = RateLimiter(2, window_s=0.2)
+    assert lim.wait("a") == 0.0
     assert [lim.hit("a"), lim.hit("a")] == [0.0, 0.0]
+    assert lim.wait("a") > 0 and lim.wait("b") == 0.0  # `wait` records nothing
     assert lim.hit("a") > 0 and lim.hit("b") == 0.0
+    assert lim.wait("b") == 0.0
     time.sleep(0.25)
+    assert lim.wait("a") == 0.0
     assert lim.hit("a") == 0.0
     off = RateLimiter(0)
     assert all(off.hit("a") == 0.0 for _ in range(1000))

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.server.app import KEY_COOKIE, make_app
+from assistant.server.app import KEY_COOKIE, WRONG_KEYS_PER_MINUTE, make_app
 from assistant.settings import Settings
 
 from .conftest import serving
@@ -25,6 +25,11 @@ def page_app(tmp_path: Path, api_key: str) -> tuple[FakeAssistant, TestClient]:
     settings = Settings(data_dir=tmp_path, api_key=api_key)
     fake = FakeAssistant(settings)
     return fake, TestClient(make_app(fake, settings), follow_redirects=False)
+
+
+def another_client(c: TestClient, host: str) -> TestClient:
+    """The same app, seen from another client address."""
+    return TestClient(c.app, follow_redirects=False, client=(host, 50000))
 
 
 def test_without_a_key_the_page_is_open(tmp_path: Path) -> None:
@@ -96,6 +101,70 @@ def test_key_form_redirects_back_to_the_same_page(tmp_path: Path) -> None:
     # /api and /v1 get no form: their 401 stays JSON.
     r = c.post("/api/chat", data={"key": KEY}, headers=HTML)
     assert r.status_code == 401 and "API key" in r.json()["error"]
+
+
+def test_wrong_keys_typed_into_the_form_are_limited(tmp_path: Path) -> None:
+    _, c = page_app(tmp_path, KEY)
+    for _ in range(WRONG_KEYS_PER_MINUTE):
+        r = c.post("/", data={"key": "guess"}, headers=HTML)
+        assert r.status_code == 401 and "That key is not right." in r.text
+    # Past the limit the key is not even checked: the right one gets 429 too, and no cookie.
+    r = c.post("/", data={"key": KEY}, headers=HTML)
+    assert r.status_code == 429 and r.headers["content-type"].startswith("text/html")
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert f"Try again in {r.headers['retry-after']} s." in r.text
+    assert "set-cookie" not in r.headers and KEY_COOKIE not in c.cookies
+    r = c.get("/gradio_api/info", headers=BEARER)
+    assert r.status_code == 429 and "Too many wrong API keys." in r.json()["error"]
+    assert r.headers["retry-after"]
+    assert c.get("/", headers=HTML).status_code == 401  # the page still shows the form
+    # Other clients are not affected.
+    other = another_client(c, "10.0.0.2")
+    r = other.post("/", data={"key": KEY}, headers=HTML)
+    assert r.status_code == 303 and KEY_COOKIE in r.headers["set-cookie"]
+
+
+def test_wrong_bearer_keys_are_limited(tmp_path: Path) -> None:
+    fake, c = page_app(tmp_path, KEY)
+    wrong = {"Authorization": "Bearer guess"}
+    chat = {"messages": [{"role": "user", "content": "Hi?"}]}
+    requests = [("/api/chat", chat), ("/v1/chat/completions", {"model": "m", **chat}),
+                ("/gradio_api/info", None)]
+    for i in range(WRONG_KEYS_PER_MINUTE):
+        path, body = requests[i % len(requests)]
+        r = c.post(path, json=body, headers=wrong) if body else c.get(path, headers=wrong)
+        assert r.status_code == 401, path
+    r = c.post("/api/chat", json=chat, headers=BEARER)
+    assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60
+    assert r.json()["error"].startswith("Too many wrong API keys.")
+    r = c.post("/v1/chat/completions", json={"model": "m", **chat}, headers=BEARER)
+    assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+    assert c.get("/gradio_api/info", headers=BEARER).status_code == 429
+    r = c.post("/", data={"key": KEY}, headers=HTML)  # the form is closed to this client too
+    assert r.status_code == 429 and "Too many wrong keys." in r.text
+    assert fake.calls == []
+    assert c.get("/api/health").status_code == 200  # public paths need no key
+
+
+def test_a_right_key_works_before_the_limit(tmp_path: Path) -> None:
+    fake, c = page_app(tmp_path, KEY)
+    chat = {"messages": [{"role": "user", "content": "Hi?"}]}
+    for _ in range(WRONG_KEYS_PER_MINUTE - 1):
+        assert c.post("/api/chat", json=chat,
+                      headers={"Authorization": "Bearer guess"}).status_code == 401
+    # Right keys never count: many of them, then the last allowed wrong one, then the form.
+    for _ in range(3 * WRONG_KEYS_PER_MINUTE):
+        assert c.get("/gradio_api/info", headers=BEARER).status_code == 200
+    assert c.post("/api/chat", json=chat, headers=BEARER).status_code == 200
+    assert c.post("/", data={"key": "guess"}, headers=HTML).status_code == 401
+    assert c.post("/", data={"key": KEY}, headers=HTML).status_code == 429
+    # A session cookie (from another client here) still works from a blocked address: the
+    # cookie is no guess, so a neighbour behind the same NAT keeps the page.
+    r = another_client(c, "10.0.0.3").post("/", data={"key": KEY}, headers=HTML)
+    assert r.status_code == 303
+    c.cookies.set(KEY_COOKIE, r.cookies[KEY_COOKIE])
+    assert c.get("/gradio_api/info").status_code == 200
+    assert [q for q, _, _ in fake.calls] == ["Hi?"]
 
 
 @pytest.mark.slow

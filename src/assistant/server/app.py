@@ -7,9 +7,11 @@
 - an optional API key for every path but /api/health and /widget.js (Gradio's page and
   routes included): `Authorization: Bearer <key>`, or the HttpOnly SameSite=Strict cookie a
   browser gets by typing the key into the small form the page shows instead;
+- a per-client limit on wrong keys (bearer or form): past it the key is not even checked
+  and the answer is 429 with Retry-After;
 - a per-client rate limit on the answering endpoints (the Gradio chat function uses the same
-  limiter), and a cap on /api and /v1 request bodies, counted as they arrive (so a chunked
-  body without Content-Length is capped too).
+  limiter), and a cap on every request body (API and Gradio routes alike), by Content-Length
+  up front and counted as it arrives (so a chunked body without Content-Length is capped too).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from .api import ApiError, AssistantLike, error_response, make_api_router
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1_000_000
+MAX_BODY_BYTES = 1_000_000  # every route: the page's JSON bodies are small, it has no upload
+BODILESS_METHODS = ("GET", "HEAD", "OPTIONS")  # passed through uncounted (the queue's SSE is a GET)
+WRONG_KEYS_PER_MINUTE = 10  # per client: room for typos, far too few for guessing
 API_PREFIXES = ("/api/", "/v1/")
 RATE_LIMITED_PATHS = ("/api/chat", "/v1/chat/completions")
 PUBLIC_PATHS = ("/api/health", "/widget.js")  # open even when an API key is set
@@ -105,12 +109,25 @@ class RateLimiter:
                               if v and now - v[-1] < self.window_s}
                 self._last_sweep = now
             hits = self._hits.setdefault(client, deque())
-            while hits and now - hits[0] >= self.window_s:
-                hits.popleft()
-            if len(hits) >= self.per_minute:
-                return max(self.window_s - (now - hits[0]), 0.1)
-            hits.append(now)
+            wait = self._wait(hits, now)
+            if not wait:
+                hits.append(now)
+            return wait
+
+    def wait(self, client: str) -> float:
+        """Like `hit` but records nothing: 0 when a hit would be allowed now."""
+        if self.per_minute <= 0:
             return 0.0
+        with self._lock:
+            hits = self._hits.get(client)
+            return self._wait(hits, time.monotonic()) if hits else 0.0
+
+    def _wait(self, hits: deque[float], now: float) -> float:
+        while hits and now - hits[0] >= self.window_s:
+            hits.popleft()
+        if len(hits) >= self.per_minute:
+            return max(self.window_s - (now - hits[0]), 0.1)
+        return 0.0
 
 
 def client_key(scope: Scope) -> str:
@@ -134,10 +151,13 @@ class KeyCheck:
     def matches(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.strip().encode(), self.key)
 
-    def authorized(self, headers: Headers) -> bool:
+    @staticmethod
+    def bearer(headers: Headers) -> str | None:
+        """The key an `Authorization: Bearer <key>` header presents, if any."""
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and self.matches(token):
-            return True
+        return token if scheme.lower() == "bearer" and token.strip() else None
+
+    def has_cookie(self, headers: Headers) -> bool:
         for part in headers.get("cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
             if name == KEY_COOKIE and hmac.compare_digest(value.encode(),
@@ -163,7 +183,7 @@ input {{ width: 100%; box-sizing: border-box; margin: .5rem 0 .8rem; }}
 </style></head>
 <body><main>
 <h1>Document assistant</h1>
-<p>This assistant needs its API key.</p>{wrong}
+<p>This assistant needs its API key.</p>{note}
 <form method="post">
 <label for="key">API key</label>
 <input id="key" name="key" type="password" autocomplete="current-password" required autofocus>
@@ -186,6 +206,7 @@ class Guard:
         self.origins = OriginPolicy(list(settings.allowed_origins))
         self.key = KeyCheck(settings.api_key) if settings.api_key else None
         self.limiter = limiter
+        self.wrong_keys = RateLimiter(WRONG_KEYS_PER_MINUTE)
         self.security_headers = {
             "content-security-policy": self.origins.frame_ancestors(),
             "x-content-type-options": "nosniff",
@@ -193,8 +214,8 @@ class Guard:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and self.key is not None and not self.key.authorized(
-                Headers(scope=scope)):
+        if scope["type"] == "websocket" and self.key is not None and not self._credentials(
+                scope, Headers(scope=scope))[0]:
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1008})  # the server answers 403
             return
@@ -220,29 +241,36 @@ class Guard:
                 return
         cors = origin if cross else None
         is_api = path.startswith(API_PREFIXES)
-        if (self.key is not None and path not in PUBLIC_PATHS
-                and not (is_api and method == "OPTIONS")
-                and not self.key.authorized(headers)):
-            refusal = await self._key_refusal(scope, receive, headers, path, method)
+        if self.key is not None and path not in PUBLIC_PATHS and not (
+                is_api and method == "OPTIONS"):
+            key_refusal = await self._key_refusal(scope, receive, headers, path, method)
+            if key_refusal is not None:
+                await self._reply(scope, receive, send, key_refusal, cors=cors)
+                return
+        refusal = self._check_request(scope, headers, path, method)
+        if refusal is not None:
             await self._reply(scope, receive, send, refusal, cors=cors)
             return
-        if not is_api or method == "OPTIONS":
+        if method in BODILESS_METHODS:
             await self.app(scope, receive, self._wrap_send(send, cors))
-            return
-        api_refusal = self._check_api(scope, headers, path, method)
-        if api_refusal is not None:
-            await self._reply(scope, receive, send, api_refusal, cors=cors)
             return
         await self._call_capped(scope, receive, send, path, cors)
 
     # -- the API key
     async def _key_refusal(self, scope: Scope, receive: Receive, headers: Headers, path: str,
-                           method: str) -> Response:
-        """401: JSON for programs; for a browser, the key form (a correct key sets the cookie).
+                           method: str) -> Response | None:
+        """None for the session cookie or a right key; else 401: JSON for programs, for a
+        browser the key form (a correct key sets the cookie); 429 for a client past
+        WRONG_KEYS_PER_MINUTE.
 
         The form posts back to the page's own URL, so it works under any path prefix.
         """
         assert self.key is not None
+        allowed, wait = self._credentials(scope, headers)
+        if allowed:
+            return None
+        if wait:
+            return too_many(path, "Too many wrong API keys.", wait)
         form = headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
         if method == "POST" and form and not path.startswith(API_PREFIXES):
             try:
@@ -250,40 +278,73 @@ class Guard:
             except BodyTooLarge:
                 return error_response(path, 413, "The request body is too large.")
             key = parse_qs(body.decode("utf-8", "replace")).get("key", [""])[0]
-            if self.key.matches(key):
+            allowed, wait = self._try_key(scope, key, "the page's form")
+            if wait:
+                seconds = math.ceil(wait)
+                return self._key_page(f"Too many wrong keys. Try again in {seconds} s.", 429,
+                                      {"Retry-After": str(seconds)})
+            if allowed:
                 back = Response(status_code=303, headers={
                     "Location": _same_page(scope),
                     "Cache-Control": "no-store"})
                 self.key.set_cookie(back, scope)
                 return back
-            log.info("wrong API key typed into the page's form")
-            return self._key_page(wrong=True)
+            return self._key_page("That key is not right.")
         if method in ("GET", "HEAD") and "text/html" in headers.get("accept", ""):
-            return self._key_page(wrong=False)
+            return self._key_page()
         return error_response(path, 401, "Missing or wrong API key: send the header "
                               "'Authorization: Bearer <key>'.",
                               {"WWW-Authenticate": "Bearer"})
 
-    @staticmethod
-    def _key_page(wrong: bool) -> Response:
-        note = '\n<p class="wrong" role="alert">That key is not right.</p>' if wrong else ""
-        return HTMLResponse(KEY_PAGE.format(wrong=note), status_code=401,
-                            headers={"Cache-Control": "no-store"})
+    def _credentials(self, scope: Scope, headers: Headers) -> tuple[bool, float]:
+        """(allowed, retry_after) for the session cookie or a bearer key (see `_try_key`).
 
-    # -- /api and /v1
-    def _check_api(self, scope: Scope, headers: Headers, path: str,
-                   method: str) -> Response | None:
-        if method == "POST":
-            length = headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-                return self._too_large(path)
-            if path in RATE_LIMITED_PATHS:
-                wait = self.limiter.hit(client_key(scope))
-                if wait:
-                    return error_response(
-                        path, 429, f"Too many requests: the limit is "
-                        f"{self.limiter.per_minute} per minute. Try again in "
-                        f"{math.ceil(wait)} s.", {"Retry-After": str(math.ceil(wait))})
+        The cookie is not counted: it is an HMAC, no easier to guess than the key.
+        """
+        assert self.key is not None
+        if self.key.has_cookie(headers):
+            return True, 0.0
+        token = self.key.bearer(headers)
+        if token is None:
+            return False, 0.0
+        return self._try_key(scope, token, "a bearer header")
+
+    def _try_key(self, scope: Scope, candidate: str, source: str) -> tuple[bool, float]:
+        """(right, retry_after): a client past the limit of wrong keys gets its key not even
+        checked (retry_after > 0), so guessing costs a minute per WRONG_KEYS_PER_MINUTE tries.
+        """
+        assert self.key is not None
+        client = client_key(scope)
+        wait = self.wrong_keys.wait(client)
+        if wait:
+            log.debug("refused an API key from %s unchecked: too many wrong keys", client)
+            return False, wait
+        if self.key.matches(candidate):
+            return True, 0.0
+        self.wrong_keys.hit(client)
+        log.info("wrong API key from %s in %s", client, source)
+        return False, 0.0
+
+    @staticmethod
+    def _key_page(note: str = "", status: int = 401,
+                  headers: dict[str, str] | None = None) -> Response:
+        html = f'\n<p class="wrong" role="alert">{note}</p>' if note else ""
+        return HTMLResponse(KEY_PAGE.format(note=html), status_code=status,
+                            headers={"Cache-Control": "no-store", **(headers or {})})
+
+    # -- every route
+    def _check_request(self, scope: Scope, headers: Headers, path: str,
+                       method: str) -> Response | None:
+        """413 for a declared over-size body; 429 past the rate limit of the answering paths."""
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            log.info("refused a %s-byte request body for %s", length, path)
+            return self._too_large(path)
+        if method == "POST" and path in RATE_LIMITED_PATHS:
+            wait = self.limiter.hit(client_key(scope))
+            if wait:
+                return too_many(path, f"Too many requests: the limit is "
+                                f"{self.limiter.per_minute} per minute.", wait)
         return None
 
     @staticmethod
@@ -363,6 +424,12 @@ class Guard:
     async def _reply(self, scope: Scope, receive: Receive, send: Send, response: Response,
                      cors: str | None = None) -> None:
         await response(scope, receive, self._wrap_send(send, cors, inner=False))
+
+
+def too_many(path: str, message: str, wait: float) -> JSONResponse:
+    seconds = math.ceil(wait)
+    return error_response(path, 429, f"{message} Try again in {seconds} s.",
+                          {"Retry-After": str(seconds)})
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
