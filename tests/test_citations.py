@@ -1,4 +1,4 @@
-from assistant.citations import check_answer, markers, support_score, supports
+from assistant.citations import check_answer, markers, numbers_bound, support_score, supports
 from assistant.types import Passage
 
 
@@ -93,3 +93,17 @@ def test_two_sources_complete_a_sentence_only_clause_by_clause() -> None:
     assert both.text.endswith("[1] [2].")
     merged = check_answer("The EU imposed sanctions on Maersk for NotPetya in 2017 [1].", given)
     assert merged.unsupported and merged.text == ""
+
+
+def test_a_figure_must_stand_beside_what_it_counts() -> None:
+    box = "**15** states signed on or invited to accede\n\n**64** parties"
+    assert supports("15 states signed on or were invited to accede.", box)
+    assert supports("The Budapest Convention has 64 parties.", box + " Budapest Convention")
+    assert not supports("64 states signed on or were invited to accede.", box)
+    assert numbers_bound("It cost over $300 million.", PASSAGES[0].text)
+
+
+def test_an_acronym_opening_a_sentence_is_a_name_too() -> None:
+    ejcn = "The Network, supported by Eurojust, facilitates cooperation."
+    assert supports("Eurojust supports the Network.", ejcn)
+    assert not supports("ENISA supports the Network.", ejcn)

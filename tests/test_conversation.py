@@ -1,5 +1,6 @@
 import pytest
 
+from assistant import conversation
 from assistant.conversation import rewrite, topic_of
 from assistant.types import Message
 
@@ -25,3 +26,19 @@ def test_no_history_means_no_rewrite() -> None:
 
 def test_topic_strips_the_question_frame() -> None:
     assert topic_of("What was the NotPetya attack?") == "the NotPetya attack"
+
+
+@pytest.mark.parametrize("question,parts", [
+    ("Which company was hit by NotPetya, and how many accounts did Yahoo! lose?",
+     ["Which company was hit by NotPetya?", "how many accounts did Yahoo! lose?"]),
+    ("How many delegations does the EU have, and in how many countries did internet "
+     "freedom deteriorate?",
+     ["How many delegations does the EU have?",
+      "in how many countries did internet freedom deteriorate?"]),
+    ("Which countries do Brazil and China border?",
+     ["Which countries do Brazil and China border?"]),
+    ("What is YAKSHA and which countries?", ["What is YAKSHA and which countries?"]),
+])
+def test_a_two_part_question_splits_where_a_new_question_starts(question: str,
+                                                               parts: list[str]) -> None:
+    assert conversation.split_parts(question) == parts

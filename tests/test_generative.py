@@ -205,3 +205,26 @@ def test_a_claim_worded_unlike_its_source_gives_way_to_a_quote_that_agrees() -> 
     other = finalize("The financial hit was $500 million [1].", src, "local", q,
                      extractive=quoted)
     assert other is not None and other.refused  # a figure the quote does not hold
+
+
+def test_a_confident_quote_stands_in_for_a_model_that_refused_or_was_caught_out() -> None:
+    from dataclasses import replace as copy
+
+    from assistant.answerers.generative import QUOTE_CONFIDENCE
+    from assistant.citations import citation_for
+
+    src = [_p("The European Judicial Cybercrime Network, supported by Eurojust, facilitates "
+              "cooperation between the competent judicial authorities.")]
+    quoted = Answer(answer=src[0].text[:-1] + " [1].", refused=False,
+                    citations=[citation_for(1, src[0])], mode="extractive",
+                    score=QUOTE_CONFIDENCE + 0.1)
+    q = "Which EU agency supports the European Judicial Cybercrime Network?"
+    wrong = "The EU Agency for Cybersecurity (ENISA) supports the Network [1]."
+    for raw in (wrong, REFUSAL):
+        got = finalize(raw, src, "local", q, extractive=quoted)
+        assert got is not None and not got.refused and "Eurojust" in got.answer
+        assert got.mode == "extractive" and "extractive answer" in got.notes[-1]
+        # A quote the extractive scorer is not sure of does not override the check.
+        unsure = copy(quoted, score=QUOTE_CONFIDENCE - 0.1)
+        withheld = finalize(raw, src, "local", q, extractive=unsure)
+        assert withheld is not None and withheld.refused and withheld.answer == REFUSAL

@@ -10,16 +10,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .text import last_heading, sentence_spans, strip_markdown, tokens, words
+from .text import STOPWORDS, last_heading, sentence_spans, stem, strip_markdown, tokens, words
 from .types import Citation, Passage
 
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 # A sentence counts as supported by a passage when at least this share of its content words
-# (stemmed) occurs in the passage, every number and name it states occurs there too, a
-# negation or quantifier ("not", "only", "all", "half") is not on one side only. Validated
-# on the hand-labelled pairs in eval/support_pairs.jsonl (see eval/README.md).
+# (stemmed) occurs in the passage, every number and name it states occurs there too (each
+# figure beside a word it stands beside in the sentence), and a negation or quantifier
+# ("not", "only", "all", "half") is not on one side only. Validated on the hand-labelled
+# pairs in eval/support_pairs.jsonl (see eval/README.md).
 SUPPORT_THRESHOLD = 0.65
 _NEGATIONS = frozenset(["not", "no", "never", "none", "neither", "nor", "without", "cannot"])
 _QUANTIFIERS = frozenset(["all", "every", "each", "only", "always", "half", "third", "thirds",
@@ -33,12 +34,14 @@ def numbers(text: str) -> set[str]:
 
 
 def names(text: str) -> set[str]:
-    """Capitalised words that are not the first word of a sentence: names, acronyms."""
+    """Names and acronyms: capitalised words after the first of a sentence (which any word
+    may be), and acronyms anywhere ("ENISA supports ...")."""
     out: set[str] = set()
     for a, b in sentence_spans(text):
-        for w in words(text[a:b])[1:]:
+        for i, w in enumerate(words(text[a:b])):
             w = re.sub(r"['’]s$", "", w)  # "the NIS Directive's sectors" names "Directive"
-            if w[:1].isupper() and len(w) >= 3 and w.lower() not in _NAME_ALIASES:
+            if (w[:1].isupper() if i else w.isupper()) and len(w) >= 3 \
+                    and w.lower() not in _NAME_ALIASES:
                 out.add(w.lower())
     return out
 
@@ -66,11 +69,48 @@ _CAUSAL = re.compile(r",?\s+\b(?:because(?: of)?|since|due to|as a result of|in 
                      re.IGNORECASE)
 
 
+_TERM = re.compile(r"\d+(?:[.,]\d+)*|[A-Za-z\u00C0-\u00FF]+(?:[-'’][A-Za-z\u00C0-\u00FF]+)*")
+_SEGMENT = re.compile(r"\n+|(?<=[.!?;])\s+")
+NUMBER_WINDOW = 4  # words either side of a figure that say what it counts
+
+
+def _terms(text: str) -> list[str]:
+    """Numbers (without thousands separators) and stemmed content words, in order."""
+    out = []
+    for t in _TERM.findall(text):
+        if t[0].isdigit():
+            out.append(t.replace(",", ""))
+        elif t.lower() not in STOPWORDS and len(t) > 1:
+            out.append(stem(t))
+    return out
+
+
+def numbers_bound(sentence: str, passage: str) -> bool:
+    """Does every figure of the sentence stand, in some line or sentence of the passage,
+    beside at least one of the words it stands beside in the sentence?
+
+    A passage that lists "15 states signed on or invited to accede" and "64 parties" holds
+    both figures, but "64 states signed on" swaps them.
+    """
+    s_terms = _terms(sentence)
+    segments = [set(_terms(seg)) for seg in _SEGMENT.split(passage)]
+    for i, t in enumerate(s_terms):
+        if not t[0].isdigit():
+            continue
+        near = {w for w in s_terms[max(0, i - NUMBER_WINDOW):i + NUMBER_WINDOW + 1]
+                if not w[0].isdigit()}
+        if near and not any(t in seg and near & seg for seg in segments):
+            return False
+    return True
+
+
 def supports(sentence: str, passage: str, threshold: float = SUPPORT_THRESHOLD) -> bool:
     parts = [c for c in _CAUSAL.split(sentence) if c.strip()] or [sentence]
     if any(support_score(part, passage) < threshold for part in parts):
         return False
     s_plain, p_plain = strip_markdown(sentence), strip_markdown(passage)
+    if not numbers_bound(s_plain, p_plain):
+        return False
     p_lower = p_plain.lower()
     if any(n not in p_lower for n in names(s_plain)):
         return False  # "Yahoo! was hit by NotPetya": a name the passage does not have

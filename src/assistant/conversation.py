@@ -77,8 +77,8 @@ def rewrite(question: str, history: Sequence[Message]) -> str:
 
 
 _PART = re.compile(
-    r"(?:,\s*and\s+|;\s*|\s+and\s+)(?=(?:what|which|who|whom|when|where|why|how|does|do|did|is|"
-    r"are|was|were|can)\b)",
+    r"(?:,\s*and\s+|;\s*|\s+and\s+)(?=(?:(?:in|on|at|for|by|from|to|with|since)\s+)?"
+    r"(?:what|which|who|whom|when|where|why|how|does|do|did|is|are|was|were|can)\b)",
     re.IGNORECASE,
 )
 

@@ -231,7 +231,8 @@ class Assistant:
         ranked: list[list[tuple[Unit, Passage]]] = []  # one ranking per part
         answers: list[Answer] = []
         all_passages: list[Passage] = []
-        for part in conversation.split_parts(standalone):
+        parts = conversation.split_parts(standalone)
+        for part in parts:
             # A two-part question gets passages for each part.
             query_vec = self.retriever.embed_query(part)
             passages = self.retriever.retrieve(part, self.settings.top_k, query_vec)
@@ -256,6 +257,9 @@ class Assistant:
         else:
             result = yield from self._generate(standalone, ranked, extractive_answer, gen,
                                                timings, t0, t2)
+            if result.mode == gen:
+                result = generative.with_missing_parts(result, list(zip(parts, answers,
+                                                                        strict=True)))
         result.rewritten_question = standalone if standalone != q else ""
         result.timings_ms.update(timings)
         if result.refused and not result.suggestions:

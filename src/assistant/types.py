@@ -73,6 +73,8 @@ class Answer:
     notes: list[str] = field(default_factory=list)  # e.g. "model timed out, extractive answer"
     rewritten_question: str = ""  # the standalone question used for retrieval
     usage: dict[str, int] = field(default_factory=dict)  # prompt/completion tokens (models)
+    # The extractive answerer's confidence (its best sentence's score); not part of the JSON.
+    score: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {

