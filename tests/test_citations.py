@@ -107,3 +107,12 @@ def test_an_acronym_opening_a_sentence_is_a_name_too() -> None:
     ejcn = "The Network, supported by Eurojust, facilitates cooperation."
     assert supports("Eurojust supports the Network.", ejcn)
     assert not supports("ENISA supports the Network.", ejcn)
+
+
+def test_names_the_question_asks_about_must_be_in_the_sources() -> None:
+    from assistant.citations import citation_for, unmentioned_names
+
+    cited = [citation_for(1, PASSAGES[1])]
+    assert unmentioned_names("Which countries does YAKSHA cover?", cited) == []
+    assert unmentioned_names("Which countries did Maersk and YAKSHA cover?", cited) == ["maersk"]
+    assert unmentioned_names("which countries does it cover?", cited) == []

@@ -228,3 +228,12 @@ def test_a_confident_quote_stands_in_for_a_model_that_refused_or_was_caught_out(
         unsure = copy(quoted, score=QUOTE_CONFIDENCE - 0.1)
         withheld = finalize(raw, src, "local", q, extractive=unsure)
         assert withheld is not None and withheld.refused and withheld.answer == REFUSAL
+
+
+def test_an_answer_whose_sources_never_name_the_questions_subject_is_withheld(make) -> None:  # type: ignore[no-untyped-def]
+    # A false premise: the sanctions passage supports the sentence but never names Maersk.
+    a = make(FakeModel("The sanctions regime was adopted to deter and respond to cyberattacks "
+                       "constituting an external threat to the EU or its member states [1]."))
+    answer = a.ask("Why did the EU impose cyber sanctions on Maersk in 2017?")
+    assert answer.refused and answer.answer == REFUSAL and answer.suggestions
+    assert "do not mention maersk" in answer.notes[-1]

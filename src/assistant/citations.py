@@ -120,6 +120,17 @@ def supports(sentence: str, passage: str, threshold: float = SUPPORT_THRESHOLD) 
     return not (s & _QUANTIFIERS) - p
 
 
+def unmentioned_names(question: str, citations: list[Citation]) -> list[str]:
+    """Names the question asks about that none of the answer's sources mention.
+
+    "Why did the EU impose cyber sanctions on Maersk?" answered from the sanctions passage
+    alone (which never names Maersk) takes a false premise for granted.
+    """
+    said = " ".join(f"{c.title} {c.section} {c.text}" for c in citations).lower()
+    return sorted(n for n in names(question)
+                  if n not in said and not (n.endswith("s") and n[:-1] in said))
+
+
 def markers(text: str) -> list[int]:
     """All citation numbers in order of appearance ("[1]", "[2, 3]")."""
     out: list[int] = []

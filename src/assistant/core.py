@@ -13,13 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import conversation
 from .answerers import extractive, generative
 from .answerers.extractive import Unit
+from .citations import unmentioned_names
 from .embeddings import Embedder, load_embedder
 from .ingest import IngestReport, Progress, ingest
 from .retrieval import HybridRetriever
@@ -260,6 +261,12 @@ class Assistant:
             if result.mode == gen:
                 result = generative.with_missing_parts(result, list(zip(parts, answers,
                                                                         strict=True)))
+        unnamed = [] if result.refused else unmentioned_names(standalone, result.citations)
+        if unnamed:
+            # The answer is about something else than what the question names.
+            result = replace(extractive.refusal(all_passages), mode=gen, usage=result.usage,
+                             notes=[*result.notes, f"the sources found do not mention "
+                                    f"{', '.join(unnamed)}; the answer was withheld"])
         result.rewritten_question = standalone if standalone != q else ""
         result.timings_ms.update(timings)
         if result.refused and not result.suggestions:
