@@ -116,3 +116,18 @@ def test_names_the_question_asks_about_must_be_in_the_sources() -> None:
     assert unmentioned_names("Which countries does YAKSHA cover?", cited) == []
     assert unmentioned_names("Which countries did Maersk and YAKSHA cover?", cited) == ["maersk"]
     assert unmentioned_names("which countries does it cover?", cited) == []
+
+
+def test_a_not_in_another_sentence_of_the_passage_is_no_negation() -> None:
+    passage = ("Diplomacy is not only words. The EU takes concrete actions and implements "
+               "projects to support partner countries.")
+    assert supports("The EU implements projects to support partner countries.", passage)
+    assert not supports("Diplomacy is only words.", passage)
+
+
+def test_a_paragraph_number_opens_its_sentence() -> None:
+    from assistant.text import sentence_spans
+
+    text = "b) If it is not part.\n\n3. Each Party shall ensure it. Art. 222 TFEU applies."
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "b) If it is not part.", "3. Each Party shall ensure it.", "Art. 222 TFEU applies."]

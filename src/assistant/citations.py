@@ -115,9 +115,16 @@ def supports(sentence: str, passage: str, threshold: float = SUPPORT_THRESHOLD) 
     if any(n not in p_lower for n in names(s_plain)):
         return False  # "Yahoo! was hit by NotPetya": a name the passage does not have
     s, p = _plain_words(s_plain), _plain_words(p_plain)
-    if (s & _NEGATIONS) - p or (p & _NEGATIONS & {"not", "never", "no"}) - s:
-        return False
+    if (s & _NEGATIONS) - p or (_plain_words(_closest(s_plain, p_plain)) & _NEGATIONS
+                                & {"not", "never", "no"}) - s:
+        return False  # a "not" in another sentence of the passage says nothing about this one
     return not (s & _QUANTIFIERS) - p
+
+
+def _closest(sentence: str, passage: str) -> str:
+    """The line or sentence of the passage that shares the most content words with `sentence`."""
+    own = set(tokens(sentence))
+    return max(_SEGMENT.split(passage), key=lambda seg: len(own & set(tokens(seg))))
 
 
 def unmentioned_names(question: str, citations: list[Citation]) -> list[str]:

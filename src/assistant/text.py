@@ -58,6 +58,8 @@ def tokens(text: str) -> list[str]:
 
 _ABBREV = re.compile(r"\b(?:Art|Arts|No|Nos|Nr|e\.g|i\.e|cf|para|Mr|Ms|Dr|St|vs|etc)\.$",
                      re.IGNORECASE)
+# A paragraph number ("3.", "(a)", "iv)") opens a sentence; it is not one.
+_ENUMERATOR = re.compile(r"\(?(?:\d{1,3}|[a-z]|[ivx]{1,5})[.)]", re.IGNORECASE)
 _SENT = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[A-Z0-9“\"(])|\n+")
 
 
@@ -70,8 +72,9 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         cursor = m.end()
     spans.append((cursor, len(text)))
     merged: list[tuple[int, int]] = []
-    for a, b in spans:  # "Art. 222" and "e.g. the" are not sentence ends
-        if merged and _ABBREV.search(text[merged[-1][0]:merged[-1][1]]) \
+    for a, b in spans:  # "Art. 222", "e.g. the" and "3. Each Party" are not sentence ends
+        prev = text[merged[-1][0]:merged[-1][1]] if merged else ""
+        if merged and (_ABBREV.search(prev) or _ENUMERATOR.fullmatch(prev.strip())) \
                 and "\n" not in text[merged[-1][1]:a]:
             merged[-1] = (merged[-1][0], b)
         else:
