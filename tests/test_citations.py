@@ -131,3 +131,15 @@ def test_a_paragraph_number_opens_its_sentence() -> None:
     text = "b) If it is not part.\n\n3. Each Party shall ensure it. Art. 222 TFEU applies."
     assert [text[a:b] for a, b in sentence_spans(text)] == [
         "b) If it is not part.", "3. Each Party shall ensure it.", "Art. 222 TFEU applies."]
+
+
+def test_a_passage_speaks_under_its_documents_title() -> None:
+    art = Passage(id="a2", document="ets185.md", title="Convention on Cybercrime (Budapest "
+                  "Convention)", section="Article 2 – Illegal access", text="Each Party shall "
+                  "establish as criminal offences the access to a computer system without right.",
+                  start=0, end=0)
+    checked = check_answer("The Budapest Convention makes access to a computer system "
+                           "without right a criminal offence [1].", [art])
+    assert not checked.unsupported and checked.citations
+    assert not supports("The Budapest Convention makes access to a computer system without "
+                        "right a criminal offence.", art.text)

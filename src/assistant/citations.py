@@ -167,15 +167,16 @@ def citation_for(n: int, p: Passage) -> Citation:
     )
 
 
-def evidence_text(section: str, text: str) -> str:
-    """What a source says: its heading (shown to the model with it) and its text."""
-    head = last_heading(section)
-    return f"{head}\n{text}" if head else text
+def evidence_text(section: str, text: str, title: str = "") -> str:
+    """What a source says: its document's title (an article of the "Convention on Cybercrime
+    (Budapest Convention)" is about the Budapest Convention without naming it), its heading
+    (shown to the model with it) and its text."""
+    return "\n".join(x for x in (title, last_heading(section), text) if x)
 
 
 def _joined(passages: list[Passage], refs: list[int]) -> str:
-    return "\n".join(evidence_text(passages[n - 1].section, passages[n - 1].text)
-                     for n in refs)
+    return "\n".join(evidence_text(p.section, p.text, p.title)
+                     for p in (passages[n - 1] for n in refs))
 
 
 def _borrowed(sentence: str, sentences: list[tuple[str, list[int]]], i: int,

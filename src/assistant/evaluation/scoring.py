@@ -71,7 +71,7 @@ def cited_evidence(answer: Answer | None) -> dict[int, str]:
     """Each citation's evidence as the answer's own check saw it (heading and quote)."""
     if answer is None:
         return {}
-    return {c.id: evidence_text(c.section, c.text) for c in answer.citations}
+    return {c.id: evidence_text(c.section, c.text, c.title) for c in answer.citations}
 
 
 def score_item(
