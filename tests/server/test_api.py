@@ -23,7 +23,7 @@ from assistant.server.app import (
 from assistant.settings import Settings
 from assistant.types import Message
 
-from .conftest import serving
+from .conftest import in_fresh_loop, serving
 from .fakes import ANSWER, FakeAssistant
 
 Q = {"role": "user", "content": "What is it?"}
@@ -165,7 +165,7 @@ def test_chunked_body_over_the_cap_is_413_json() -> None:
                                           ("/v1/chat/completions", chunks(OVER_CAP * 4)),
                                           ("/api/chat", halves())]]
 
-    big, big_v1, small = asyncio.run(run())
+    big, big_v1, small = in_fresh_loop(run())
     for r in (big, big_v1, small):
         assert r.request.headers["transfer-encoding"] == "chunked"
         assert "content-length" not in r.request.headers
@@ -235,7 +235,7 @@ def test_extractive_answers_run_concurrently_off_the_event_loop() -> None:
         return [r.status_code for r in rs]
 
     t0 = time.perf_counter()
-    statuses = asyncio.run(run())
+    statuses = in_fresh_loop(run())
     elapsed = time.perf_counter() - t0
     assert statuses == [200] * 8
     assert elapsed < 8 * 0.4 / 2, f"requests were serialized ({elapsed:.2f} s)"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 from assistant.server.app import MAX_BODY_BYTES, Guard, RateLimiter, make_app
 from assistant.settings import Settings
 
-from .conftest import serving
+from .conftest import in_fresh_loop, serving
 from .fakes import ANSWER, FakeAssistant
 
 CHUNK = 64 * 1024
@@ -110,7 +109,7 @@ def test_chunked_oversize_body_is_cut_off_before_gradio_reads_it(tmp_path: Path)
                                    headers={"content-type": "multipart/form-data; boundary=xx"}))
             return rs
 
-    responses = asyncio.run(run())
+    responses = in_fresh_loop(run())
     for r in responses:
         assert r.request.headers["transfer-encoding"] == "chunked"
         assert "content-length" not in r.request.headers
@@ -198,7 +197,7 @@ def test_streams_and_websockets_pass_through_untouched() -> None:
                 scope["method"] = method
             await guard(scope, receive, send)
 
-    asyncio.run(run())
+    in_fresh_loop(run())
     (get, _, _), (ws, ws_receive, ws_send), (post, post_receive, _) = got
     assert (get, ws, post) == ("http GET", "websocket ", "http POST")
     assert got[0][1] is receive and ws_receive is receive and ws_send is send
