@@ -70,7 +70,6 @@ _CAUSAL = re.compile(r",?\s+\b(?:because(?: of)?|since|due to|as a result of|in 
 
 
 _TERM = re.compile(r"\d+(?:[.,]\d+)*|[A-Za-z\u00C0-\u00FF]+(?:[-'’][A-Za-z\u00C0-\u00FF]+)*")
-_SEGMENT = re.compile(r"\n+|(?<=[.!?;])\s+")
 NUMBER_WINDOW = 4  # words either side of a figure that say what it counts
 
 
@@ -93,7 +92,7 @@ def numbers_bound(sentence: str, passage: str) -> bool:
     both figures, but "64 states signed on" swaps them.
     """
     s_terms = _terms(sentence)
-    segments = [set(_terms(seg)) for seg in _SEGMENT.split(passage)]
+    segments = [set(_terms(passage[a:b])) for a, b in sentence_spans(passage)]
     for i, t in enumerate(s_terms):
         if not t[0].isdigit():
             continue
@@ -124,7 +123,8 @@ def supports(sentence: str, passage: str, threshold: float = SUPPORT_THRESHOLD) 
 def _closest(sentence: str, passage: str) -> str:
     """The line or sentence of the passage that shares the most content words with `sentence`."""
     own = set(tokens(sentence))
-    return max(_SEGMENT.split(passage), key=lambda seg: len(own & set(tokens(seg))))
+    segments = [passage[a:b] for a, b in sentence_spans(passage)] or [passage]
+    return max(segments, key=lambda seg: len(own & set(tokens(seg))))
 
 
 def unmentioned_names(question: str, citations: list[Citation]) -> list[str]:

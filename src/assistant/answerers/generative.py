@@ -197,28 +197,31 @@ def finalize(raw: str, sources: list[Passage], mode: str, question: str = "",
         if is_refusal(raw):
             if confident:
                 assert extractive is not None
-                notes.append("the model found no answer; this is the extractive answer, "
-                             "which quotes a closely matching passage")
-                return replace(extractive, notes=[*extractive.notes, *notes])
+                return _quoted(extractive, notes, "the model found no answer",
+                               "a closely matching passage")
             return Answer(answer=REFUSAL, refused=True, mode=mode, notes=notes)
         claims = [s for s in [*checked.unsupported, *checked.uncited]
                   if _claims_something(s, asked)]
         if not claims:
             return None
         if extractive is not None and _corroborates(extractive, " ".join(claims)):
-            notes.append("the model's wording was not supported by its sources; this is the "
-                         "extractive answer, which quotes the figures and names it gave")
-            return replace(extractive, notes=[*extractive.notes, *notes])
+            return _quoted(extractive, notes, "the model's wording was not supported by its "
+                           "sources", "the figures and names it gave")
         if confident:
             assert extractive is not None
-            notes.append("the model's answer was not supported by its sources; this is the "
-                         "extractive answer, which quotes a closely matching passage")
-            return replace(extractive, notes=[*extractive.notes, *notes])
+            return _quoted(extractive, notes, "the model's answer was not supported by its "
+                           "sources", "a closely matching passage")
         notes.append("the model's answer was not supported by the sources; it was withheld")
         return Answer(answer=REFUSAL, refused=True, mode=mode, notes=notes)
     used = {int(n) for n in re.findall(r"\[(\d+)\]", grounded)}
     citations = [c for c in checked.citations if c.id in used]
     return Answer(answer=grounded, refused=False, citations=citations, mode=mode, notes=notes)
+
+
+def _quoted(extractive: Answer, notes: list[str], why: str, quotes: str) -> Answer:
+    """The extractive answer in place of the model's, with a note saying why."""
+    note = f"{why}; this is the extractive answer, which quotes {quotes}"
+    return replace(extractive, notes=[*extractive.notes, *notes, note])
 
 
 def with_missing_parts(answer: Answer, parts: Sequence[tuple[str, Answer]]) -> Answer:
