@@ -84,6 +84,9 @@ def test_incremental_reingest_and_per_file_failures(tmp_path: Path, embedder) ->
     assert not first.ok and "broken.pdf" in next(iter(first.failures))
     assert first.documents == 2 and first.embedded_chunks == first.chunks
 
+    sentences = a.index.sentence_collection()
+    assert sentences is not None and first.embedded_sentences == sentences.count() > first.chunks
+
     again = a.ingest()
     assert again.embedded_chunks == 0 and again.chunks == first.chunks
     assert again.seconds < 2.0
@@ -91,6 +94,9 @@ def test_incremental_reingest_and_per_file_failures(tmp_path: Path, embedder) ->
     (corpus / "extra.md").write_text("# Extra\n\n## Ports\n\nThe harbour of Zork has 14 cranes.\n")
     changed = a.ingest()
     assert changed.updated == ["extra.md"] and changed.embedded_chunks == 1
+    # The brochure's sentence vectors were carried over, not embedded again.
+    assert changed.embedded_sentences == 1
+    assert a.index.sentence_collection().count() == first.embedded_sentences  # type: ignore[union-attr]
     assert "14 cranes" in a.ask("How many cranes does the harbour of Zork have?").answer
 
     (corpus / "extra.md").unlink()
@@ -125,7 +131,8 @@ def test_crash_mid_ingest_keeps_the_previous_index(tmp_path: Path, embedder,  # 
     # The next ingest cleans up the half-built generation and succeeds.
     assert fresh.ingest().added == ["new.md"]
     names = [c.name for c in fresh.index.client.list_collections()]
-    assert len([n for n in names if "-g" in n]) == 1
+    generations = [n for n in names if "-g" in n]
+    assert len(generations) == 2 and sum(n.endswith("-sentences") for n in generations) == 1
 
 
 def test_multi_document_corpus(tmp_path: Path, embedder, related_dir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -135,3 +142,55 @@ def test_multi_document_corpus(tmp_path: Path, embedder, related_dir: Path) -> N
     ans = a.ask("What does the Paris Call say about the Budapest Convention?")
     assert not ans.refused
     assert any(c.document == "paris-call-2018.md" for c in ans.citations)
+
+
+SPYWARE = "Why does the EU care about spying software being sold abroad?"
+MISUSE = "Preventing the misuse of new technologies"
+
+
+def test_sentence_search_finds_a_chunk_by_one_of_its_sentences(
+        brochure_assistant: Assistant) -> None:
+    # The answer ("export controls aim to prevent human rights violations associated with
+    # certain cyber surveillance technologies") is one sentence of a long chunk about other
+    # things, and shares no content word with the question.
+    r = brochure_assistant.retriever
+    found = [p.section for p in r.retrieve(SPYWARE, 5)]
+    assert any(s.endswith(MISUSE) for s in found)
+    r.sentence_search = False
+    try:
+        assert not any(p.section.endswith(MISUSE) for p in r.retrieve(SPYWARE, 5))
+    finally:
+        r.sentence_search = True
+
+
+def test_extractive_scorer_reuses_the_stored_sentence_vectors(
+        brochure_data_dir: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    embedded: list[str] = []
+
+    class Counting:
+        name, dimension = embedder.name, embedder.dimension
+
+        def embed(self, texts: list[str]):  # type: ignore[no-untyped-def]
+            embedded.extend(texts)
+            return embedder.embed(texts)
+
+    a = Assistant(Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS,
+                           generator="extractive"), embedder=Counting())  # type: ignore[arg-type]
+    assert "300 million" in a.ask("How much did the NotPetya attack cost Maersk?").answer
+    assert embedded == ["How much did the NotPetya attack cost Maersk?"]  # the question only
+
+
+def test_index_from_before_sentence_search_is_rebuilt(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("# A\n\nThe harbour of Zork has 12 cranes. It opened in 1990.\n")
+    a = _assistant(tmp_path / "data", corpus, embedder)
+    a.ingest()
+    sentences = a.index.sentence_collection()
+    assert sentences is not None
+    a.index.client.delete_collection(sentences.name)  # what an older version left behind
+    assert not a.index.has_sentences()
+    assert a.ask("How many cranes does the harbour of Zork have?").answer  # still answers
+    rebuilt = a.ingest()
+    assert rebuilt.embedded_chunks == rebuilt.chunks and rebuilt.embedded_sentences == 2
+    assert a.index.has_sentences()

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from .documents import SourceDocument
+from .text import last_heading, sentence_spans, strip_markdown
 
 SECTION_SEP = " › "
 CHUNKER_VERSION = "2"
@@ -124,3 +125,28 @@ def embedding_text(section: str, text: str) -> str:
     drown a short chunk's own words (and, in keyword search, match every chunk at once).
     """
     return f"{section}\n{text}" if section else text
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence (or list item) of a chunk: offsets into the chunk's text."""
+
+    start: int
+    end: int
+    text: str  # as a reader sees it (markdown stripped)
+
+    def embedding_text(self, section: str) -> str:
+        """The innermost heading says what a short sentence is about ("AEGIS: Countries: ...")."""
+        head = last_heading(section)
+        return f"{head}: {self.text}" if head else self.text
+
+
+def sentences(text: str) -> list[Sentence]:
+    """The sentences of a chunk, the units that sentence search and the extractive answerer
+    score (one definition, so stored sentence vectors serve both)."""
+    out = []
+    for a, b in sentence_spans(text):
+        plain = strip_markdown(text[a:b]).strip()
+        if plain:
+            out.append(Sentence(a, b, plain))
+    return out

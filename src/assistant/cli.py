@@ -42,7 +42,8 @@ def _progress_bar() -> tuple[Callable[[int, int], None], Callable[[], None]]:
 
     def update(done: int, total: int) -> None:
         if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
+            bar["bar"] = tqdm(total=total, unit="text", desc="embedding chunks and sentences",
+                              file=sys.stderr)
         bar["bar"].n = done
         bar["bar"].refresh()
 
@@ -68,7 +69,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             f"{report.documents} documents, {report.chunks} chunks in the index "
             f"({len(report.added)} added, {len(report.updated)} updated, "
             f"{len(report.removed)} removed, {len(report.unchanged)} unchanged; "
-            f"{report.embedded_chunks} chunks embedded) in {report.seconds:.1f} s"
+            f"{report.embedded_chunks} chunks and {report.embedded_sentences} sentences "
+            f"embedded) in {report.seconds:.1f} s"
         )
         for path, reason in report.failures.items():
             print(f"  failed: {path}: {reason}", file=sys.stderr)

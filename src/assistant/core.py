@@ -115,7 +115,8 @@ class Assistant:
         self.index = index or ChromaIndex(settings.data_dir, settings.chroma_url,
                                           settings.collection)
         self._retriever: HybridRetriever | None = None
-        self.extractive = extractive.ExtractiveAnswerer(self.embedder.embed)
+        self.extractive = extractive.ExtractiveAnswerer(
+            self.embedder.embed, stored=self.index.sentence_embeddings)
         self._models: dict[str, ChatModel] = {}
         self._model_lock = threading.Lock()
         if chat_model is not None:
@@ -148,7 +149,7 @@ class Assistant:
         if self._retriever is None:
             self._retriever = HybridRetriever(
                 self.index, self.embedder, candidates=self.settings.candidates,
-                hybrid=self.settings.hybrid,
+                hybrid=self.settings.hybrid, sentence_search=self.settings.sentence_search,
             )
         return self._retriever
 

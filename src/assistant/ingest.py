@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .chunking import CHUNKER_VERSION, Chunk, chunk_document, embedding_text
+from .chunking import CHUNKER_VERSION, Chunk, chunk_document, embedding_text, sentences
 from .documents import DocumentError, SourceDocument, discover, load_document
 from .embeddings import Embedder
-from .store import ChromaIndex
+from .store import ChromaIndex, SentenceVectors
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # path -> reason
     embedded_chunks: int = 0
+    embedded_sentences: int = 0
     seconds: float = 0.0
 
     @property
@@ -51,6 +52,7 @@ class IngestReport:
             "removed": self.removed,
             "unchanged": len(self.unchanged),
             "embedded_chunks": self.embedded_chunks,
+            "embedded_sentences": self.embedded_sentences,
             "failures": self.failures,
             "seconds": round(self.seconds, 3),
         }
@@ -79,7 +81,9 @@ def ingest(
     report = IngestReport()
     state = index.state()
     old_manifest: dict[str, dict[str, Any]] = state["manifest"]
-    model_changed = bool(state["active"]) and state["embedding_model"] != embedder.name
+    # A new embedding model, or an index from before sentence search: embed everything again.
+    model_changed = bool(state["active"]) and (state["embedding_model"] != embedder.name
+                                               or not index.has_sentences())
     manifest: dict[str, dict[str, Any]] = {} if model_changed else dict(old_manifest)
 
     seen: set[str] = set()
@@ -130,11 +134,17 @@ def ingest(
     per_doc = Counter(c.document for c in chunks)
     for doc in to_embed:
         manifest[doc.id]["chunks"] = per_doc[doc.id]
-    vectors = _embed(embedder, chunks, batch_size, progress)
-    report.embedded_chunks = len(chunks)
+    units = [(c, s) for c in chunks for s in sentences(c.text)]
+    texts = [embedding_text(c.section, c.text) for c in chunks]
+    texts += [s.embedding_text(c.section) for c, s in units]
+    vectors = _embed(embedder, texts, batch_size, progress)
+    report.embedded_chunks, report.embedded_sentences = len(chunks), len(units)
     changed = {d.id for d in to_embed}
     keep = {d for d in manifest if d not in changed} if not model_changed else set()
-    index.write_generation(keep, chunks, vectors, manifest, embedder.name)
+    sentence_vectors = SentenceVectors([c.id for c, _ in units], [c.document for c, _ in units],
+                                       [s for _, s in units], vectors[len(chunks):])
+    index.write_generation(keep, chunks, vectors[: len(chunks)], manifest, embedder.name,
+                           sentence_vectors)
     report.documents = len(manifest)
     report.chunks = sum(int(e.get("chunks", 0)) for e in manifest.values())
     report.seconds = time.perf_counter() - t0
@@ -148,9 +158,8 @@ def _count(index: ChromaIndex) -> int:
 
 
 def _embed(
-    embedder: Embedder, chunks: list[Chunk], batch_size: int, progress: Progress | None
+    embedder: Embedder, texts: list[str], batch_size: int, progress: Progress | None
 ) -> np.ndarray:
-    texts = [embedding_text(c.section, c.text) for c in chunks]
     parts: list[np.ndarray] = []
     for i in range(0, len(texts), batch_size):
         parts.append(embedder.embed(texts[i : i + batch_size]))

@@ -1,4 +1,5 @@
-"""Where passages come from: dense search in Chroma plus BM25 keyword search, fused by RRF."""
+"""Where passages come from: dense search in Chroma (over chunks, and over their sentences)
+plus BM25 keyword search, fused by RRF."""
 
 from __future__ import annotations
 
@@ -105,12 +106,14 @@ class HybridRetriever:
         *,
         candidates: int = 20,
         hybrid: bool = True,
+        sentence_search: bool = True,
         refresh_s: float = 2.0,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.candidates = candidates
         self.hybrid = hybrid
+        self.sentence_search = sentence_search
         self.refresh_s = refresh_s
         self._lock = threading.Lock()
         self._active = ""
@@ -150,6 +153,13 @@ class HybridRetriever:
             self.refresh(force=True)
             return self.index.query(query_vec, k)
 
+    def _sentences(self, vec: np.ndarray) -> list[tuple[str, float]]:
+        try:
+            return self.index.query_sentences(vec, self.candidates)
+        except Exception as exc:  # replaced mid-query, as in dense(): the chunk lists suffice
+            log.warning("sentence search failed (%s); using the chunk rankings only", exc)
+            return []
+
     def keyword(self, query: str, k: int) -> list[tuple[str, float]]:
         scored = self.bm25.scores(tokens(query))
         best = sorted(scored.items(), key=lambda kv: -kv[1])[:k]
@@ -163,6 +173,11 @@ class HybridRetriever:
         vec = self.embed_query(query) if query_vec is None else query_vec
         dense = self.dense(vec, self.candidates)
         rankings = [[i for i, _ in dense]]
+        if self.sentence_search:
+            # A chunk whose one sentence matches the question closely ("spying software sold
+            # abroad" ~ "export controls ... cyber surveillance technologies") ranks low by
+            # the chunk's own vector, which averages all of its sentences.
+            rankings.append([i for i, _ in self._sentences(vec) if i in self.chunks])
         if self.hybrid:
             rankings.append([i for i, _ in self.keyword(query, self.candidates)])
             subject = definition_subject(query)

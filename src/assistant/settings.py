@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=50, description="Passages handed to the answerer.")
     candidates: int = Field(20, ge=1, le=200, description="Candidates per retriever before fusion.")
     hybrid: bool = Field(True, description="Fuse BM25 keyword search with dense retrieval.")
+    sentence_search: bool = Field(True, description="Also rank chunks by their best-matching "
+                                  "sentence (dense search over sentence vectors).")
 
     # -- answering
     generator: GeneratorName = Field(
@@ -93,7 +95,8 @@ class Settings(BaseSettings):
 
     def fingerprint(self) -> str:
         """A short hash of the settings that shape answers, stored with evaluation results."""
-        keys = ["embedding_model", "chunk_chars", "top_k", "candidates", "hybrid", "generator",
+        keys = ["embedding_model", "chunk_chars", "top_k", "candidates", "hybrid",
+                "sentence_search", "generator",
                 "llm_model_path", "llm_context_passages", "openai_model"]
         blob = json.dumps({k: str(getattr(self, k)) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

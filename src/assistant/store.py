@@ -4,6 +4,10 @@ Crash safety: an ingest writes a *new* collection generation and only then flips
 (the metadata of a small pointer collection, updated in one call). Readers follow the
 pointer, so a crash mid-ingest leaves the previous generation intact and served; leftovers
 of an interrupted ingest are removed by the next one.
+
+Each generation is two collections: its chunks, and beside them ("<name>-sentences") one
+vector per sentence of each chunk, for sentence search (a chunk's vector averages its
+sentences, so a paraphrase of one of them can rank it low) and for the extractive scorer.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .chunking import Chunk
+from .chunking import Chunk, Sentence
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,24 @@ def _metadata(c: Chunk) -> dict[str, Any]:
     }
 
 
+SENTENCES = "-sentences"  # suffix of a generation's sentence collection
+MIN_SEARCH_CHARS = 16  # shorter sentences ("Read more.") match too much to lead a search
+
+
+@dataclass(frozen=True)
+class SentenceVectors:
+    """Sentences of new chunks with their vectors, to be written beside the chunks."""
+
+    chunk_ids: list[str]
+    documents: list[str]
+    sentences: list[Sentence]
+    embeddings: np.ndarray
+
+
+def sentence_id(chunk_id: str, start: int, end: int) -> str:
+    return f"{chunk_id}:{start}:{end}"
+
+
 def _chunk(id_: str, text: str, meta: dict[str, Any]) -> Chunk:
     return Chunk(
         id=id_,
@@ -90,6 +112,7 @@ class ChromaIndex:
         self.location = chroma_url or str(data_dir / "chroma")
         self.client = _client(data_dir, chroma_url)
         self._cached: Any | None = None
+        self._cached_sentences: tuple[str, Any | None] | None = None
         try:
             self._pointer = self.client.get_or_create_collection(
                 f"{name}-pointer", embedding_function=None
@@ -120,6 +143,24 @@ class ChromaIndex:
             self._cached = self.client.get_collection(active, embedding_function=None)
         return self._cached
 
+    def sentence_collection(self, refresh: bool = True) -> Any | None:
+        """The served generation's sentence collection; None for an index built before
+        sentence search (the next ingest rebuilds it). refresh=False trusts the last look."""
+        col = self.active_collection(refresh)
+        if col is None:
+            return None
+        name = col.name + SENTENCES
+        if refresh or self._cached_sentences is None or self._cached_sentences[0] != name:
+            try:
+                found = self.client.get_collection(name, embedding_function=None)
+            except Exception:  # chromadb raises NotFoundError (or ValueError in older ones)
+                found = None
+            self._cached_sentences = (name, found)
+        return self._cached_sentences[1]
+
+    def has_sentences(self) -> bool:
+        return self.active_collection() is not None and self.sentence_collection() is not None
+
     # -- reading ---------------------------------------------------------------------------
     def all_chunks(self) -> list[Chunk]:
         col = self.active_collection()
@@ -143,8 +184,37 @@ class ChromaIndex:
         pairs = zip(res["ids"][0], res["distances"][0], strict=True)
         return [(i, 1.0 - float(d)) for i, d in pairs]
 
+    def query_sentences(self, embedding: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """(chunk id, similarity of its best sentence) of the k chunks whose sentences are
+        nearest, best first."""
+        col = self.sentence_collection(refresh=False)  # retrieve() has just refreshed
+        if col is None or k <= 0:
+            return []
+        n = min(3 * k, col.count())  # several of the nearest sentences share a chunk
+        if n == 0:
+            return []
+        res = col.query(query_embeddings=[embedding.tolist()], n_results=n,
+                        where={"chars": {"$gte": MIN_SEARCH_CHARS}},
+                        include=["metadatas", "distances"])
+        best: dict[str, float] = {}
+        for meta, d in zip(res["metadatas"][0], res["distances"][0], strict=True):
+            best.setdefault(str((meta or {}).get("chunk", "")), 1.0 - float(d))
+        best.pop("", None)
+        return list(best.items())[:k]
+
+    def sentence_embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of sentences (ids from sentence_id), where there are any."""
+        try:
+            return self._vectors(self.sentence_collection(refresh=False), ids)
+        except Exception as exc:  # e.g. the generation was replaced: the caller embeds them
+            log.debug("stored sentence vectors unavailable: %s", exc)
+            return {}
+
     def embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
-        col = self.active_collection(refresh=False)
+        return self._vectors(self.active_collection(refresh=False), ids)
+
+    @staticmethod
+    def _vectors(col: Any | None, ids: list[str]) -> dict[str, np.ndarray]:
         if col is None or not ids:
             return {}
         got = col.get(ids=ids, include=["embeddings"])
@@ -161,8 +231,10 @@ class ChromaIndex:
         new_embeddings: np.ndarray,
         manifest: dict[str, Any],
         embedding_model: str,
+        new_sentences: SentenceVectors | None = None,
     ) -> str:
-        """Build the next generation (kept documents copied, new chunks added), then flip."""
+        """Build the next generation (kept documents copied, new chunks and their sentences
+        added), then flip."""
         self.cleanup()  # leftovers of an interrupted ingest
         state = self.state()
         generation = state["generation"] + 1
@@ -170,13 +242,22 @@ class ChromaIndex:
         new = self.client.create_collection(
             name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
         )
+        new_sent = self.client.create_collection(
+            name + SENTENCES, configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+        )
         old = self.active_collection()
+        old_sent = self.sentence_collection(refresh=False) if old is not None else None
         if old is not None and keep_documents:
             # Unchanged documents keep their stored embeddings: nothing is embedded again.
             for doc in sorted(keep_documents):
-                got = old.get(where={"document": doc}, include=["documents", "metadatas",
-                                                                "embeddings"])
-                self._add(new, got["ids"], got["embeddings"], got["documents"], got["metadatas"])
+                for src, dst in ((old, new), (old_sent, new_sent)):
+                    if src is None:
+                        continue
+                    got = src.get(where={"document": doc},
+                                  include=["documents", "metadatas", "embeddings"])
+                    self._add(dst, got["ids"], got["embeddings"], got["documents"],
+                              got["metadatas"])
         if new_chunks:
             self._add(
                 new,
@@ -184,6 +265,18 @@ class ChromaIndex:
                 new_embeddings,
                 [c.text for c in new_chunks],
                 [_metadata(c) for c in new_chunks],
+            )
+        if new_sentences is not None and new_sentences.sentences:
+            ns = new_sentences
+            self._add(
+                new_sent,
+                [sentence_id(c, s.start, s.end) for c, s in zip(ns.chunk_ids, ns.sentences,
+                                                                strict=True)],
+                ns.embeddings,
+                [s.text for s in ns.sentences],
+                [{"chunk": c, "document": d, "start": s.start, "end": s.end,
+                  "chars": len(s.text)}
+                 for c, d, s in zip(ns.chunk_ids, ns.documents, ns.sentences, strict=True)],
             )
         # The flip: one metadata update makes the new generation the served one.
         self._pointer.modify(
@@ -215,7 +308,7 @@ class ChromaIndex:
         prefix = f"{self.name}-g"
         for col in self.client.list_collections():
             cname = col if isinstance(col, str) else col.name
-            if cname.startswith(prefix) and cname != active:
+            if cname.startswith(prefix) and cname not in (active, active + SENTENCES):
                 try:
                     self.client.delete_collection(cname)
                 except Exception as exc:  # another process may be deleting it too

@@ -20,11 +20,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..chunking import Sentence, sentences
 from ..citations import citation_for
+from ..store import sentence_id
 from ..text import (
     definition_subject,
     last_heading,
-    sentence_spans,
     stem,
     strip_markdown,
     tokens,
@@ -34,6 +35,7 @@ from . import REFUSAL
 
 Weight = Callable[[str], float]
 Embed = Callable[[list[str]], np.ndarray]
+Lookup = Callable[[list[str]], dict[str, np.ndarray]]
 
 # Calibrated on eval/questions.jsonl (answerable vs unanswerable/adversarial items).
 MIN_SCORE = 0.40  # below this the best sentence does not answer the question
@@ -81,10 +83,6 @@ class Unit:
     score: float = 0.0
 
 
-def _unit_key(p: Passage, a: int, b: int) -> str:
-    return f"{p.id}:{a}:{b}"
-
-
 def _definition_subject(question: str) -> set[str]:
     return set(tokens(definition_subject(question)))
 
@@ -100,8 +98,10 @@ def _names_something_new(text: str, question: str) -> bool:
 class ExtractiveAnswerer:
     """Keeps a cache of sentence embeddings, so warm questions embed only the question."""
 
-    def __init__(self, embed: Embed | None = None, cache_size: int = 50_000) -> None:
+    def __init__(self, embed: Embed | None = None, cache_size: int = 50_000,
+                 stored: Lookup | None = None) -> None:
         self.embed = embed
+        self.stored = stored  # sentence vectors written at ingest, by sentence_id
         self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.cache_size = cache_size
 
@@ -111,14 +111,17 @@ class ExtractiveAnswerer:
             for u in units:
                 u.meaning = passages[u.passage].similarity
             return
-        keys = [_unit_key(passages[u.passage], u.start, u.end) for u in units]
+        keys = [sentence_id(passages[u.passage].id, u.start, u.end) for u in units]
         missing = [i for i, k in enumerate(keys) if k not in self.cache]
-        if missing:
-            texts = []
+        if missing and self.stored is not None:
+            found = self.stored([keys[i] for i in missing])
             for i in missing:
-                u = units[i]
-                head = last_heading(passages[u.passage].section)
-                texts.append(f"{head}: {u.text}" if head else u.text)
+                if keys[i] in found:
+                    self.cache[keys[i]] = found[keys[i]]
+            missing = [i for i in missing if keys[i] not in self.cache]
+        if missing:  # whole-list candidates, and passages from an index without sentences
+            texts = [Sentence(units[i].start, units[i].end, units[i].text)
+                     .embedding_text(passages[units[i].passage].section) for i in missing]
             for i, v in zip(missing, self.embed(texts), strict=True):
                 self.cache[keys[i]] = v
         for u, k in zip(units, keys, strict=True):
@@ -145,19 +148,17 @@ class ExtractiveAnswerer:
             # by every sentence, so it tells them apart no better than nothing.
             head = set(tokens(p.section))
             context = set(tokens(strip_markdown(p.text)))
-            spans = sentence_spans(p.text)
-            items = [(a, b) for a, b in spans if _LIST_ITEM.match(p.text[a:b])]
+            candidates = sentences(p.text)
+            items = [s for s in candidates if _LIST_ITEM.match(p.text[s.start:s.end])]
             if listing and len(items) >= 2:
                 # The whole list as one candidate: "What stability measures...?"
-                spans = [*spans, (items[0][0], items[-1][1])]
-            for a, b in spans:
-                text = strip_markdown(p.text[a:b]).strip()
-                if not text:
-                    continue
-                own = set(tokens(text)) | head
+                a, b = items[0].start, items[-1].end
+                candidates.append(Sentence(a, b, strip_markdown(p.text[a:b]).strip()))
+            for s in candidates:
+                own = set(tokens(s.text)) | head
                 got = sum(w(t) for t in q_terms & own)
                 got += CONTEXT_WEIGHT * sum(w(t) for t in (q_terms & context) - own)
-                units.append(Unit(i, a, b, text, coverage=got / total))
+                units.append(Unit(i, s.start, s.end, s.text, coverage=got / total))
         if not units:
             return []
         self._meanings(units, passages, query_vec)

@@ -255,8 +255,8 @@ def run_baseline(config: Config, items: Sequence[Item], settings: Settings,
 
 
 def _shown_settings(s: Settings) -> dict[str, Any]:
-    keys = ["generator", "top_k", "candidates", "hybrid", "embedding_model", "chunk_chars",
-            "llm_context_passages", "llm_max_tokens"]
+    keys = ["generator", "top_k", "candidates", "hybrid", "sentence_search", "embedding_model",
+            "chunk_chars", "llm_context_passages", "llm_max_tokens"]
     return {k: str(getattr(s, k)) if k == "embedding_model" else getattr(s, k) for k in keys}
 
 
