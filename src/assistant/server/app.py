@@ -276,7 +276,7 @@ class Guard:
             try:
                 body = await read_body(receive, MAX_KEY_FORM_BYTES)
             except BodyTooLarge:
-                return error_response(path, 413, "The request body is too large.")
+                return self._too_large(path, MAX_KEY_FORM_BYTES)
             key = parse_qs(body.decode("utf-8", "replace")).get("key", [""])[0]
             allowed, wait = self._try_key(scope, key, "the page's form")
             if wait:
@@ -348,9 +348,9 @@ class Guard:
         return None
 
     @staticmethod
-    def _too_large(path: str) -> JSONResponse:
+    def _too_large(path: str, limit: int = MAX_BODY_BYTES) -> JSONResponse:
         return error_response(path, 413, f"The request body is too large "
-                              f"(over {MAX_BODY_BYTES} bytes).")
+                              f"(over {limit} bytes).")
 
     async def _call_capped(self, scope: Scope, receive: Receive, send: Send, path: str,
                            cors: str | None) -> None:
