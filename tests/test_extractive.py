@@ -35,3 +35,18 @@ def test_refuses_when_nothing_covers_the_question() -> None:
     a = answer("How do I bake a chocolate cake?", passages, weight)
     assert a.refused and a.answer == REFUSAL and a.citations == []
     assert a.suggestions == ["Port security (d.md)"]
+
+
+def test_a_date_or_an_article_number_is_no_count() -> None:
+    # "How many ...?" wants a count; a sentence whose only figures date or label something
+    # does not answer it, however many question words it shares.
+    passages = [
+        p(1, "Paris Call", "The Paris Call was issued in Paris on 12 November 2018 and endorsed "
+          "by states and companies under Article 3 of Regulation (EU) 2019/881.", 0.9),
+    ]
+    question = "How many states and companies have endorsed the Paris Call?"
+    assert answer(question, passages, weight).refused
+    counted = [p(1, "Paris Call", "The Paris Call was issued on 12 November 2018 and endorsed "
+                 "by 64 states and 300 companies.", 0.9)]
+    a = answer(question, counted, weight)
+    assert not a.refused and "64 states" in a.answer

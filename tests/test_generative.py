@@ -230,6 +230,20 @@ def test_a_confident_quote_stands_in_for_a_model_that_refused_or_was_caught_out(
         assert withheld is not None and withheld.refused and withheld.answer == REFUSAL
 
 
+def test_a_who_question_answered_without_a_name_is_not_an_answer() -> None:
+    src = [_p("Sanctions apply to persons or entities responsible for cyberattacks. "
+              "In 2017, NotPetya hit Maersk, a shipping company.")]
+    q = "Which persons or entities were the first to be listed under the sanctions regime?"
+    raw = "Sanctions apply to persons or entities responsible for cyberattacks [1]."
+    got = finalize(raw, src, "local", q)
+    assert got is not None and got.refused and got.answer == REFUSAL
+    assert "names no one" in got.notes[-1]
+    # A name at the start of the answer counts ("Maersk was hit ..."); "The" does not.
+    named = finalize("Maersk was hit by NotPetya [1].", src, "local",
+                     "Which company was hit by NotPetya?")
+    assert named is not None and not named.refused and named.answer.startswith("Maersk")
+
+
 def test_an_answer_whose_sources_never_name_the_questions_subject_is_withheld(make) -> None:  # type: ignore[no-untyped-def]
     # A false premise: the sanctions passage supports the sentence but never names Maersk.
     a = make(FakeModel("The sanctions regime was adopted to deter and respond to cyberattacks "

@@ -8,7 +8,7 @@ plus small nudges for the question's type ("how many X" wants "<number> X", "wha
 wants "X is ..."). The best one or two candidates become the answer, each followed by the
 [n] of its passage. Below a calibrated score, or when the question's type is not met (a
 "who" question with no name in the sentence, a "when" question with no date), the answer
-is the fixed refusal.
+is the fixed refusal ("how many" wants a count: a date or an article number is not one).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..chunking import Sentence, sentences
 from ..citations import citation_for
 from ..store import sentence_id
 from ..text import (
+    STOPWORDS,
     definition_subject,
     last_heading,
     stem,
@@ -53,6 +54,16 @@ _NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve
 _HAS_NUMBER = re.compile(rf"\b\d|\b(?:{_NUMBER_WORDS})\b", re.IGNORECASE)
 _HAS_DATE = re.compile(r"\b(?:1[89]\d\d|20\d\d)\b|\b(?:January|February|March|April|May|June|"
                        r"July|August|September|October|November|December)\b")
+_MONTH = (r"(?:January|February|March|April|May|June|July|August|September|October|November|"
+          r"December)")
+# Figures that date or label something rather than count it: "12 November 2018", "in 2016",
+# "Article 12", "Regulation (EU) 2019/881", "No 526/2013", "point (1)".
+_NOT_A_COUNT = re.compile(
+    rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}(?:\s+\d{{4}})?|{_MONTH}\s+\d{{1,4}}"
+    r"(?:,?\s+\d{4})?|\b(?:1[89]\d\d|20\d\d)\b(?!\s*(?:%|per\s?cent|[a-z]))|"
+    r"\b(?:Articles?|Art\.|Chapters?|Title|Annex(?:es)?|No\.?|Nos?|points?|paragraphs?|"
+    r"Regulation|Directive|Decision|ETS|OJ\s+L)\s*(?:\(\w+\)\s*)?[\d/().,\s]+",
+    re.IGNORECASE)
 _MONEY = re.compile(r"[$€£]\s?\d|\b(?:euros?|dollars?|million|billion)\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow many (\w+)", re.IGNORECASE)
 _NEEDS_NUMBER = re.compile(r"\b(how (?:much|many|big|large|costly|expensive)|"
@@ -87,12 +98,22 @@ def _definition_subject(question: str) -> set[str]:
     return set(tokens(definition_subject(question)))
 
 
-def _names_something_new(text: str, question: str) -> bool:
-    """A capitalised word or acronym (not the first word) that the question does not use."""
+def names_something_new(text: str, question: str, *, first_word: bool = False) -> bool:
+    """A capitalised word or acronym that the question does not use. The first word counts
+    only with `first_word`, and then only when it is not a function word ("The", "It"): a
+    model's answer often starts with the name ("Maersk was hit ..."), a quoted sentence
+    rarely does."""
     q = {w.lower() for w in re.findall(r"\w+", question)}
     ws = re.findall(r"[\w'’-]+", text)
+    if not first_word:
+        ws = ws[1:]
     return any(w[:1].isupper() and w.lower() not in q and w.lower() not in {"eu", "the"}
-               for w in ws[1:])
+               and w.lower() not in STOPWORDS for w in ws)
+
+
+def needs_name(question: str) -> bool:
+    """"Who ...?", "Which company ...?": the answer must name someone."""
+    return bool(_NEEDS_NAME.search(question))
 
 
 class ExtractiveAnswerer:
@@ -244,10 +265,12 @@ def _type_met(question: str, text: str) -> bool:
     """Does the sentence have the kind of thing the question asks for?"""
     if _NEEDS_DATE.search(question):
         return bool(_HAS_DATE.search(text))
+    if _HOW_MANY.search(question):
+        return bool(_HAS_NUMBER.search(_NOT_A_COUNT.sub(" ", text)))
     if _NEEDS_NUMBER.search(question):
         return bool(_HAS_NUMBER.search(text))
-    if _NEEDS_NAME.search(question):
-        return _names_something_new(text, question)
+    if needs_name(question):
+        return names_something_new(text, question)
     return True
 
 

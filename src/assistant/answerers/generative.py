@@ -18,7 +18,7 @@ from ..citations import check_answer, names, numbers, strip_markers
 from ..text import last_heading, sentence_spans, tokens, words
 from ..types import Answer, Message, Passage
 from . import REFUSAL
-from .extractive import Unit, merge
+from .extractive import Unit, merge, names_something_new, needs_name
 
 SYSTEM_PROMPT = (
     "You answer questions about documents using only the numbered sources in the user's "
@@ -191,6 +191,14 @@ def finalize(raw: str, sources: list[Passage], mode: str, question: str = "",
     if checked.unsupported:
         notes.append(f"removed {len(checked.unsupported)} sentence(s) the cited sources "
                      "do not support")
+    if grounded and needs_name(question) \
+            and not names_something_new(strip_markers(grounded), question, first_word=True):
+        # "Which persons were the first to be listed?" -> "Those responsible for
+        # cyberattacks [1]": true of the source, but it names no one, so it answers nothing.
+        # No quote stands in: the model read these sources and found no name in them.
+        notes.append("the question asks who or which, and the model's answer names no one; "
+                     "it was withheld")
+        return Answer(answer=REFUSAL, refused=True, mode=mode, notes=notes)
     if not grounded:
         confident = extractive is not None and not extractive.refused \
             and extractive.score >= QUOTE_CONFIDENCE
