@@ -69,6 +69,10 @@ def test_ingest_and_answer_through_a_chroma_server(chroma_server: str, tmp_path:
     assert report.ok and report.chunks > 20
     assert not (tmp_path / "chroma").exists()  # nothing went to the embedded store
     assert a.ingest().embedded_chunks == 0  # incremental against the server too
+    assert a.index.has_sentences() and report.embedded_sentences > report.chunks
+    # Sentence search runs on the server too: a paraphrase of one sentence finds its chunk.
+    spyware = "Why does the EU care about spying software being sold abroad?"
+    assert any("surveillance" in p.text for p in a.retriever.retrieve(spyware, 5))
     ans = a.ask("How much did the NotPetya attack cost Maersk?")
     assert any("300 million" in c.text for c in ans.citations)
     # A second client (another process, in a real deployment) sees the same index.

@@ -75,7 +75,7 @@ class Config:
             key = key.strip()
             if not eq or key not in Settings.model_fields:
                 raise ValueError(f"bad setting {part!r} in {spec!r}: use name=value with a "
-                                 "setting name such as top_k, hybrid, candidates, "
+                                 "setting name such as top_k, hybrid, sentence_search, candidates, "
                                  "embedding_model")
             if key in ("data_dir", "corpus_dir", "generator"):
                 raise ValueError(f"{key} is managed by the runner; it cannot be overridden")
