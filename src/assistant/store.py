@@ -193,13 +193,15 @@ class ChromaIndex:
         n = min(3 * k, col.count())  # several of the nearest sentences share a chunk
         if n == 0:
             return []
+        # Ids only: a metadata filter or fetching metadata makes the query several times
+        # slower, and the id says the chunk and the sentence's length.
         res = col.query(query_embeddings=[embedding.tolist()], n_results=n,
-                        where={"chars": {"$gte": MIN_SEARCH_CHARS}},
-                        include=["metadatas", "distances"])
+                        include=["distances"])
         best: dict[str, float] = {}
-        for meta, d in zip(res["metadatas"][0], res["distances"][0], strict=True):
-            best.setdefault(str((meta or {}).get("chunk", "")), 1.0 - float(d))
-        best.pop("", None)
+        for id_, d in zip(res["ids"][0], res["distances"][0], strict=True):
+            chunk, start, end = id_.rsplit(":", 2)
+            if int(end) - int(start) >= MIN_SEARCH_CHARS:
+                best.setdefault(chunk, 1.0 - float(d))
         return list(best.items())[:k]
 
     def sentence_embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:

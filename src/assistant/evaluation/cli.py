@@ -13,7 +13,8 @@ from typing import Any
 from ..cli import EXTRA_COMMANDS
 from ..settings import Settings
 
-DEFAULT_CONFIGS = ["extractive", "extractive:hybrid=false", "extractive:top_k=3"]
+DEFAULT_CONFIGS = ["extractive", "extractive:hybrid=false", "extractive:sentence_search=false",
+                   "extractive:top_k=3"]
 
 
 def configure_eval(p: argparse.ArgumentParser) -> None:
