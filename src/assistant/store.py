@@ -276,9 +276,9 @@ class ChromaIndex:
                                                                 strict=True)],
                 ns.embeddings,
                 [s.text for s in ns.sentences],
-                [{"chunk": c, "document": d, "start": s.start, "end": s.end,
-                  "chars": len(s.text)}
-                 for c, d, s in zip(ns.chunk_ids, ns.documents, ns.sentences, strict=True)],
+                # The id holds the chunk and the offsets; the document lets a later ingest
+                # carry the sentences of an unchanged document over.
+                [{"document": d} for d in ns.documents],
             )
         # The flip: one metadata update makes the new generation the served one.
         self._pointer.modify(
