@@ -82,9 +82,9 @@ def ingest(
     state = index.state()
     old_manifest: dict[str, dict[str, Any]] = state["manifest"]
     # A new embedding model, or an index from before sentence search: embed everything again.
-    model_changed = bool(state["active"]) and (state["embedding_model"] != embedder.name
-                                               or not index.has_sentences())
-    manifest: dict[str, dict[str, Any]] = {} if model_changed else dict(old_manifest)
+    rebuild = bool(state["active"]) and (state["embedding_model"] != embedder.name
+                                         or not index.has_sentences())
+    manifest: dict[str, dict[str, Any]] = {} if rebuild else dict(old_manifest)
 
     seen: set[str] = set()
     roots: set[str] = set()
@@ -123,7 +123,7 @@ def ingest(
                 report.removed.append(doc_id)
                 del manifest[doc_id]
 
-    if not (to_embed or report.removed or model_changed):
+    if not (to_embed or report.removed or rebuild):
         # Nothing changed: no write at all, so an unchanged re-ingest is nearly free.
         report.documents = len(old_manifest)
         report.chunks = _count(index)
@@ -140,7 +140,7 @@ def ingest(
     vectors = _embed(embedder, texts, batch_size, progress)
     report.embedded_chunks, report.embedded_sentences = len(chunks), len(units)
     changed = {d.id for d in to_embed}
-    keep = {d for d in manifest if d not in changed} if not model_changed else set()
+    keep = {d for d in manifest if d not in changed} if not rebuild else set()
     sentence_vectors = SentenceVectors([c.id for c, _ in units], [c.document for c, _ in units],
                                        [s for _, s in units], vectors[len(chunks):])
     index.write_generation(keep, chunks, vectors[: len(chunks)], manifest, embedder.name,
