@@ -141,10 +141,8 @@ def ingest(
     report.embedded_chunks, report.embedded_sentences = len(chunks), len(units)
     changed = {d.id for d in to_embed}
     keep = {d for d in manifest if d not in changed} if not rebuild else set()
-    sentence_vectors = SentenceVectors([c.id for c, _ in units], [c.document for c, _ in units],
-                                       [s for _, s in units], vectors[len(chunks):])
     index.write_generation(keep, chunks, vectors[: len(chunks)], manifest, embedder.name,
-                           sentence_vectors)
+                           SentenceVectors(units, vectors[len(chunks):]))
     report.documents = len(manifest)
     report.chunks = sum(int(e.get("chunks", 0)) for e in manifest.values())
     report.seconds = time.perf_counter() - t0

@@ -82,9 +82,7 @@ MIN_SEARCH_CHARS = 16  # shorter sentences ("Read more.") match too much to lead
 class SentenceVectors:
     """Sentences of new chunks with their vectors, to be written beside the chunks."""
 
-    chunk_ids: list[str]
-    documents: list[str]
-    sentences: list[Sentence]
+    units: list[tuple[Chunk, Sentence]]
     embeddings: np.ndarray
 
 
@@ -268,17 +266,16 @@ class ChromaIndex:
                 [c.text for c in new_chunks],
                 [_metadata(c) for c in new_chunks],
             )
-        if new_sentences is not None and new_sentences.sentences:
-            ns = new_sentences
+        if new_sentences is not None and new_sentences.units:
+            units = new_sentences.units
             self._add(
                 new_sent,
-                [sentence_id(c, s.start, s.end) for c, s in zip(ns.chunk_ids, ns.sentences,
-                                                                strict=True)],
-                ns.embeddings,
-                [s.text for s in ns.sentences],
+                [sentence_id(c.id, s.start, s.end) for c, s in units],
+                new_sentences.embeddings,
+                [s.text for _, s in units],
                 # The id holds the chunk and the offsets; the document lets a later ingest
                 # carry the sentences of an unchanged document over.
-                [{"document": d} for d in ns.documents],
+                [{"document": c.document} for c, _ in units],
             )
         # The flip: one metadata update makes the new generation the served one.
         self._pointer.modify(
