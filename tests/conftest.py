@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # imported for real inside the fixtures: loading them costs seconds
+    from assistant import Assistant
+    from assistant.embeddings import Embedder, SentenceTransformerEmbedder
+    from assistant.llm import LocalLlama
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -30,14 +36,14 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def embedder():  # type: ignore[no-untyped-def]
+def embedder() -> SentenceTransformerEmbedder:
     from assistant.embeddings import load_embedder
 
     return load_embedder("")
 
 
 @pytest.fixture(scope="session")
-def brochure_data_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:  # type: ignore[no-untyped-def]
+def brochure_data_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
     """A data dir whose embedded Chroma index holds the brochure (built once per session)."""
     from assistant import Assistant, Settings
 
@@ -49,7 +55,7 @@ def brochure_data_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Pat
 
 
 @pytest.fixture
-def brochure_assistant(brochure_data_dir: Path, embedder):  # type: ignore[no-untyped-def]
+def brochure_assistant(brochure_data_dir: Path, embedder: Embedder) -> Assistant:
     from assistant import Assistant, Settings
 
     settings = Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="extractive")
@@ -78,7 +84,7 @@ def model_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_model(model_path: Path):  # type: ignore[no-untyped-def]
+def local_model(model_path: Path) -> Iterator[LocalLlama]:
     """One in-process llama.cpp model per test session (loading costs seconds)."""
     from assistant.llm import LocalLlama
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from assistant import Assistant, Settings
+from assistant.embeddings import Embedder
 from assistant.store import StoreError
 
 from .conftest import CORPUS
@@ -61,7 +62,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_ingest_and_answer_through_a_chroma_server(chroma_server: str, tmp_path: Path,
-                                                   embedder) -> None:  # type: ignore[no-untyped-def]
+                                                   embedder: Embedder) -> None:
     settings = Settings(data_dir=tmp_path, corpus_dir=CORPUS, chroma_url=chroma_server,
                         generator="extractive")
     a = Assistant(settings, embedder=embedder)
@@ -80,7 +81,7 @@ def test_ingest_and_answer_through_a_chroma_server(chroma_server: str, tmp_path:
     assert other.health()["chunks"] == report.chunks and other.health()["store"] == "server"
 
 
-def test_a_server_that_is_down_gives_a_clear_error(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_a_server_that_is_down_gives_a_clear_error(tmp_path: Path, embedder: Embedder) -> None:
     settings = Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(StoreError, match="Chroma"):
         Assistant(settings, embedder=embedder)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
+import numpy as np
 import pytest
 
 from assistant import Assistant, InputError, Settings
 from assistant.answerers import REFUSAL
 from assistant.cli import main
+from assistant.embeddings import Embedder
 
 from .conftest import BROCHURE, CORPUS
 
@@ -66,13 +69,13 @@ def test_cli_ask_json_shape(brochure_data_dir: Path, monkeypatch: pytest.MonkeyP
     assert "empty" in json.loads(capsys.readouterr().out)["error"]
 
 
-def _assistant(data: Path, corpus: Path, embedder) -> Assistant:  # type: ignore[no-untyped-def]
+def _assistant(data: Path, corpus: Path, embedder: Embedder) -> Assistant:
     # Ingestion tests: answers come from the extractive generator (no model needed).
     settings = Settings(data_dir=data, corpus_dir=corpus, generator="extractive")
     return Assistant(settings, embedder=embedder)
 
 
-def test_incremental_reingest_and_per_file_failures(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_incremental_reingest_and_per_file_failures(tmp_path: Path, embedder: Embedder) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     shutil.copy(BROCHURE, corpus / BROCHURE.name)
@@ -96,7 +99,8 @@ def test_incremental_reingest_and_per_file_failures(tmp_path: Path, embedder) ->
     assert changed.updated == ["extra.md"] and changed.embedded_chunks == 1
     # The brochure's sentence vectors were carried over, not embedded again.
     assert changed.embedded_sentences == 1
-    assert a.index.sentence_collection().count() == first.embedded_sentences  # type: ignore[union-attr]
+    sentences = a.index.sentence_collection()
+    assert sentences is not None and sentences.count() == first.embedded_sentences
     assert "14 cranes" in a.ask("How many cranes does the harbour of Zork have?").answer
 
     (corpus / "extra.md").unlink()
@@ -105,7 +109,7 @@ def test_incremental_reingest_and_per_file_failures(tmp_path: Path, embedder) ->
     assert a.ask("How many cranes does the harbour of Zork have?").refused
 
 
-def test_crash_mid_ingest_keeps_the_previous_index(tmp_path: Path, embedder,  # type: ignore[no-untyped-def]
+def test_crash_mid_ingest_keeps_the_previous_index(tmp_path: Path, embedder: Embedder,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -116,7 +120,7 @@ def test_crash_mid_ingest_keeps_the_previous_index(tmp_path: Path, embedder,  # 
 
     (corpus / "new.md").write_text("# New\n\nA new document about quantum keys.\n")
 
-    def crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def crash(*args: object, **kwargs: object) -> NoReturn:
         raise RuntimeError("power cut")
 
     monkeypatch.setattr(a.index._pointer, "modify", crash)
@@ -135,7 +139,7 @@ def test_crash_mid_ingest_keeps_the_previous_index(tmp_path: Path, embedder,  # 
     assert len(generations) == 2 and sum(n.endswith("-sentences") for n in generations) == 1
 
 
-def test_multi_document_corpus(tmp_path: Path, embedder, related_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_multi_document_corpus(tmp_path: Path, embedder: Embedder, related_dir: Path) -> None:
     a = _assistant(tmp_path / "data", CORPUS, embedder)
     report = a.ingest([CORPUS, related_dir])
     assert report.ok and report.documents == 6
@@ -164,23 +168,23 @@ def test_sentence_search_finds_a_chunk_by_one_of_its_sentences(
 
 
 def test_extractive_scorer_reuses_the_stored_sentence_vectors(
-        brochure_data_dir: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+        brochure_data_dir: Path, embedder: Embedder) -> None:
     embedded: list[str] = []
 
     class Counting:
         name, dimension = embedder.name, embedder.dimension
 
-        def embed(self, texts: list[str]):  # type: ignore[no-untyped-def]
+        def embed(self, texts: list[str]) -> np.ndarray:
             embedded.extend(texts)
             return embedder.embed(texts)
 
     a = Assistant(Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS,
-                           generator="extractive"), embedder=Counting())  # type: ignore[arg-type]
+                           generator="extractive"), embedder=Counting())
     assert "300 million" in a.ask("How much did the NotPetya attack cost Maersk?").answer
     assert embedded == ["How much did the NotPetya attack cost Maersk?"]  # the question only
 
 
-def test_index_from_before_sentence_search_is_rebuilt(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_index_from_before_sentence_search_is_rebuilt(tmp_path: Path, embedder: Embedder) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "a.md").write_text("# A\n\nThe harbour of Zork has 12 cranes. It opened in 1990.\n")

@@ -11,6 +11,8 @@ import pytest
 
 from assistant import Assistant, Delta, Final, Settings
 from assistant.answerers.generative import SYSTEM_PROMPT
+from assistant.embeddings import Embedder
+from assistant.llm import LocalLlama
 
 from .conftest import BROCHURE, CORPUS
 
@@ -20,15 +22,17 @@ NOTPETYA = "How much did the NotPetya attack cost Maersk?"
 
 
 @pytest.fixture(scope="module")
-def local_assistant(brochure_data_dir: Path, embedder, local_model) -> Assistant:  # type: ignore[no-untyped-def]
+def local_assistant(brochure_data_dir: Path, embedder: Embedder,
+                    local_model: LocalLlama) -> Assistant:
     settings = Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="local")
     return Assistant(settings, embedder=embedder, chat_model=local_model)
 
 
 def test_local_model_answers_with_a_checked_citation(local_assistant: Assistant) -> None:
     events = list(local_assistant.stream(NOTPETYA))
-    answer = events[-1].answer
-    assert isinstance(events[-1], Final)
+    final = events[-1]
+    assert isinstance(final, Final)
+    answer = final.answer
     assert answer.mode == "local" and not answer.refused, answer.notes
     assert "300 million" in answer.answer
     assert any("300 million" in c.text for c in answer.citations)
@@ -55,7 +59,8 @@ def test_injected_instructions_in_the_question_do_not_leak_the_rules(
 
 
 @pytest.fixture(scope="module")
-def injected_corpus(tmp_path_factory: pytest.TempPathFactory, embedder, local_model) -> Assistant:  # type: ignore[no-untyped-def]
+def injected_corpus(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder,
+                    local_model: LocalLlama) -> Assistant:
     corpus = tmp_path_factory.mktemp("injected-corpus")
     shutil.copy(BROCHURE, corpus / BROCHURE.name)
     (corpus / "harbour-notice.md").write_text(
@@ -93,7 +98,7 @@ def llama_server(model_path: Path) -> Iterator[str]:
 
 
 def test_openai_compatible_backend_against_a_real_server(
-        llama_server: str, brochure_data_dir: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+        llama_server: str, brochure_data_dir: Path, embedder: Embedder) -> None:
     settings = Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="openai",
                         openai_base_url=f"{llama_server}/v1", openai_model="qwen",
                         openai_api_key="test-key")
@@ -105,7 +110,7 @@ def test_openai_compatible_backend_against_a_real_server(
 
 
 def test_a_server_that_is_down_falls_back_to_the_extractive_answer(
-        brochure_data_dir: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+        brochure_data_dir: Path, embedder: Embedder) -> None:
     from .test_chroma_server import free_port
 
     settings = Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="openai",

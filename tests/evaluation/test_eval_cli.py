@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,7 @@ from assistant import Settings
 from assistant.cli import main
 from assistant.evaluation.baseline import NaiveBaseline
 from assistant.evaluation.dataset import load_items
+from assistant.llm import Usage
 
 from ..conftest import CORPUS, ROOT
 
@@ -53,20 +56,21 @@ class FakeChatModel:
     """A ChatModel (assistant.llm.base) that streams a fixed reply and records the prompt."""
 
     name = "fake"
-    last_usage = None
+    last_usage: Usage | None = None
 
     def __init__(self, reply: str) -> None:
         self.reply = reply
         self.prompts: list[list[dict[str, str]]] = []
 
-    def stream(self, messages, *, max_tokens=256, temperature=0.0, stop=None,  # type: ignore[no-untyped-def]
-               timeout_s=None):
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int = 256,
+               temperature: float = 0.0, stop: list[str] | None = None,
+               timeout_s: float | None = None) -> Iterator[str]:
         self.prompts.append(messages)
         yield from self.reply.split(" ")[:1]
         for word in self.reply.split(" ")[1:]:
             yield " " + word
 
-    def complete(self, messages, **kw):  # type: ignore[no-untyped-def]
+    def complete(self, messages: list[dict[str, str]], **kw: Any) -> str:
         return "".join(self.stream(messages, **kw))
 
 

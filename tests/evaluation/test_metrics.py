@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -103,11 +104,11 @@ def test_percentile_matches_linear_interpolation() -> None:
     assert math.isnan(metrics.percentile([], 50))
 
 
-def _item(**kw) -> Item:  # type: ignore[no-untyped-def]
-    base = dict(id="x", category="fact", question="q?", must_contain=["Maersk"],
+def _item(**kw: Any) -> Item:
+    base: dict[str, Any] = dict(id="x", category="fact", question="q?", must_contain=["Maersk"],
                 evidence=["attacks against Maersk"], reference="Maersk.")
     base.update(kw)
-    return Item(**base)  # type: ignore[arg-type]
+    return Item(**base)
 
 
 def test_score_and_summarise() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
+from gradio.components.chatbot import NormalizedMessageContent, TextMessage
 
 from assistant.server.ui import (
     FeedbackLog,
@@ -26,6 +28,18 @@ from .fakes import FakeAssistant
 HOSTILE = "<script>alert(1)</script> &lt; [x](javascript:alert(1)) **b**"
 
 
+def _text(part: object) -> str:
+    """The text of a postprocessed message part (a TextMessage)."""
+    assert isinstance(part, TextMessage), part
+    return part.text
+
+
+def _dict_text(part: NormalizedMessageContent) -> str:
+    """The text of a preprocessed message part (a text dict)."""
+    assert part["type"] == "text", part
+    return part["text"]
+
+
 def test_escape_round_trip() -> None:
     for text in (HOSTILE, "a & b < c", "&amp;lt;", ""):
         assert unescape_html(escape_html(text)) == text
@@ -34,18 +48,17 @@ def test_escape_round_trip() -> None:
 
 def test_safe_chatbot_escapes_on_the_way_out_and_back() -> None:
     bot = safe_chatbot()
-    value = [{"role": "user", "content": HOSTILE},
-             {"role": "assistant", "content": "ok <b>x</b>"}]
-    out = bot.postprocess(value)
-    texts = [m.content[0].text for m in out.root]
+    out = bot.postprocess([{"role": "user", "content": HOSTILE},
+                           {"role": "assistant", "content": "ok <b>x</b>"}])
+    texts = [_text(m.content[0]) for m in out.root]
     assert texts == [escape_html(HOSTILE), "ok &lt;b>x&lt;/b>"]
     back = bot.preprocess(out)
-    assert [m["content"][0]["text"] for m in back] == [HOSTILE, "ok <b>x</b>"]
+    assert [_dict_text(m["content"][0]) for m in back] == [HOSTILE, "ok <b>x</b>"]
     assert bot.sanitize_html is True and bot.get_block_name() == "chatbot"
 
 
 def test_history_leaves_out_sources_blocks() -> None:
-    history = [
+    history: list[dict[str, Any]] = [
         {"role": "user", "content": [{"type": "text", "text": "q1"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "a1 [1]"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "**[1]** ..."}],
@@ -74,7 +87,7 @@ def test_sources_block_quotes_documents_inertly() -> None:
 
 def test_feedback_log_appends_jsonl(tmp_path: Path) -> None:
     log = FeedbackLog(tmp_path / "feedback.jsonl")
-    history = [
+    history: list[dict[str, Any]] = [
         {"role": "user", "content": [{"type": "text", "text": "What is it?"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "This [1]."}]},
         {"role": "assistant", "content": [{"type": "text", "text": "**[1]** q"}],
