@@ -50,3 +50,17 @@ def test_a_date_or_an_article_number_is_no_count() -> None:
                  "by 64 states and 300 companies.", 0.9)]
     a = answer(question, counted, weight)
     assert not a.refused and "64 states" in a.answer
+
+
+def test_a_budget_question_wants_a_figure_and_which_countries_wants_names() -> None:
+    budget = [p(1, "ENISA", "The Management Board shall adopt the annual budget of ENISA.",
+                0.9)]
+    assert answer("What is ENISA's annual budget in euros?", budget, weight).refused
+    figure = [p(1, "ENISA", "The annual budget of ENISA is EUR 23 million.", 0.9)]
+    assert not answer("What is ENISA's annual budget?", figure, weight).refused
+    preamble = [p(1, "Protocol", "The member states signatory to this Protocol have signed "
+                  "and agreed as follows.", 0.9)]
+    question = "Which countries have signed the Protocol?"
+    assert answer(question, preamble, weight).refused
+    named = [p(1, "Protocol", "The Protocol was signed by Albania, Armenia and Denmark.", 0.9)]
+    assert "Albania" in answer(question, named, weight).answer

@@ -67,9 +67,14 @@ _NOT_A_COUNT = re.compile(
 _MONEY = re.compile(r"[$€£]\s?\d|\b(?:euros?|dollars?|million|billion)\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow many (\w+)", re.IGNORECASE)
 _NEEDS_NUMBER = re.compile(r"\b(how (?:much|many|big|large|costly|expensive)|"
-                           r"what (?:percentage|share|proportion)|number of)\b", re.IGNORECASE)
+                           r"what (?:percentage|share|proportion)|number of|"
+                           r"in (?:euros?|dollars?|EUR|USD)|"
+                           r"what (?:is|was|are|were) [^?]{0,40}"
+                           r"\b(?:budget|cost|price|amount)s?)\b",
+                           re.IGNORECASE)
 _NEEDS_DATE = re.compile(r"^\s*(?:when|in what year|what year|on what date)\b", re.IGNORECASE)
-_NEEDS_NAME = re.compile(r"^\s*(?:who|which (?:country|company|persons?|people|individuals?|"
+_NEEDS_NAME = re.compile(r"^\s*(?:who|which (?:country|countries|compan(?:y|ies)|states|"
+                         r"persons?|people|individuals?|"
                          r"entities|entity|organi[sz]ations?))\b",
                          re.IGNORECASE)
 _LISTING = re.compile(r"\b(which|what are|list|name|examples?|countries|measures|sectors)\b",
@@ -207,7 +212,8 @@ class ExtractiveAnswerer:
         q_terms = set(tokens(question))
         # The best sentence that has what the question asks for (a figure for "how many",
         # a date for "when"), if it is nearly as good as the best sentence overall.
-        typed = [u for u in units if _type_met(question, u.text)]
+        after = _next_sentences(units)
+        typed = [u for u in units if gives_what_is_asked(question, u.text, then=after[id(u)])]
         if not typed or typed[0].score < TYPED_RATIO * units[0].score:
             return refusal(passages)
         top = typed[0]
@@ -261,17 +267,31 @@ def _nudge(question: str, units: list[Unit]) -> None:
             u.score += 0.1
 
 
-def _type_met(question: str, text: str) -> bool:
-    """Does the sentence have the kind of thing the question asks for?"""
+def gives_what_is_asked(question: str, text: str, *, first_word: bool = False,
+                        then: str = "") -> bool:
+    """Does the text have the kind of thing the question asks for: a date for "when", a
+    count for "how many", a figure for "how much" (not only a date or an article number),
+    a name for "who"? `then`, the sentence after it, may give the date or figure ("In 2017,
+    NotPetya hit Maersk." "It cost $300 million."), not the name: a name there is often
+    someone else's. (`first_word` as in `names_something_new`.)"""
     if _NEEDS_DATE.search(question):
-        return bool(_HAS_DATE.search(text))
-    if _HOW_MANY.search(question):
-        return bool(_HAS_NUMBER.search(_NOT_A_COUNT.sub(" ", text)))
+        return bool(_HAS_DATE.search(f"{text} {then}"))
     if _NEEDS_NUMBER.search(question):
-        return bool(_HAS_NUMBER.search(text))
+        return bool(_HAS_NUMBER.search(_NOT_A_COUNT.sub(" ", f"{text} {then}")))
     if needs_name(question):
-        return names_something_new(text, question)
+        return names_something_new(text, question, first_word=first_word)
     return True
+
+
+def _next_sentences(units: list[Unit]) -> dict[int, str]:
+    """The text of the sentence right after each unit, by id(unit)."""
+    at = {(u.passage, u.start): u for u in units if "\n" not in u.text}
+    out = {}
+    for u in units:
+        nxt = next((at[(u.passage, u.end + gap)] for gap in range(3)
+                    if (u.passage, u.end + gap) in at), None)
+        out[id(u)] = "" if nxt is None else nxt.text
+    return out
 
 
 def _statement(u: Unit, p: Passage) -> str:

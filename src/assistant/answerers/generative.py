@@ -15,10 +15,11 @@ from dataclasses import replace
 from itertools import zip_longest
 
 from ..citations import check_answer, names, numbers, strip_markers
+from ..conversation import split_parts
 from ..text import last_heading, sentence_spans, tokens, words
 from ..types import Answer, Message, Passage
 from . import REFUSAL
-from .extractive import Unit, merge, names_something_new, needs_name
+from .extractive import Unit, gives_what_is_asked, merge, needs_name
 
 SYSTEM_PROMPT = (
     "You answer questions about documents using only the numbered sources in the user's "
@@ -191,17 +192,24 @@ def finalize(raw: str, sources: list[Passage], mode: str, question: str = "",
     if checked.unsupported:
         notes.append(f"removed {len(checked.unsupported)} sentence(s) the cited sources "
                      "do not support")
-    if grounded and needs_name(question) \
-            and not names_something_new(strip_markers(grounded), question, first_word=True):
-        # "Which persons were the first to be listed?" -> "Those responsible for
-        # cyberattacks [1]": true of the source, but it names no one, so it answers nothing.
-        # No quote stands in: the model read these sources and found no name in them.
-        notes.append("the question asks who or which, and the model's answer names no one; "
-                     "it was withheld")
+    confident = extractive is not None and not extractive.refused \
+        and extractive.score >= QUOTE_CONFIDENCE
+    if grounded and len(split_parts(question)) == 1 \
+            and not gives_what_is_asked(question, strip_markers(grounded),
+                                        first_word=True):
+        # "How many states endorsed it?" -> "All EU Member States [1]"; "Which persons were
+        # the first to be listed?" -> "Those responsible for cyberattacks [1]": true of the
+        # source, but not what was asked. A confident quote (which passed the same test)
+        # may give the figure or date; a name, never: the model read these sources and
+        # found no one in them, and a quoted name would answer a question they do not.
+        notes.append("the model's answer does not give what the question asks for (a name, "
+                     "date or figure)")
+        if confident and not needs_name(question):
+            assert extractive is not None
+            return _quoted(extractive, notes, "it was replaced", "a closely matching passage")
+        notes[-1] += "; it was withheld"
         return Answer(answer=REFUSAL, refused=True, mode=mode, notes=notes)
     if not grounded:
-        confident = extractive is not None and not extractive.refused \
-            and extractive.score >= QUOTE_CONFIDENCE
         if is_refusal(raw):
             if confident:
                 assert extractive is not None
