@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     llm_model_path: str = Field("", description="GGUF file for the local generator.")
     llm_context_passages: int = Field(4, ge=1, le=20, description="Sources shown to the LLM.")
     llm_evidence_chars: int = Field(
-        900, description="Characters of evidence in the prompt: the main latency cost on a CPU."
+        700, description="Characters of evidence in the prompt: the main latency cost on a CPU."
     )
     llm_max_tokens: int = Field(200, description="Longest generated answer, in tokens.")
     llm_timeout_s: float = Field(60.0, description="Give up on the model after this long.")

@@ -55,7 +55,7 @@ _REFUSAL_LIKE = re.compile(r"\b(?:couldn'?t|could not|cannot|can'?t|unable to) f
 
 
 def select_sources(parts: Sequence[Sequence[tuple[Unit, Passage]]], *, max_sources: int = 4,
-                   budget_chars: int = 900, min_ratio: float = 0.6) -> list[Passage]:
+                   budget_chars: int = 700, min_ratio: float = 0.6) -> list[Passage]:
     """The best sentences, each widened to a contiguous span of its passage, within a budget.
 
     `parts` holds one ranking per part of the question ("Which company ..., and how many
