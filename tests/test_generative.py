@@ -232,12 +232,16 @@ def test_a_confident_quote_stands_in_for_a_model_that_refused_or_was_caught_out(
 
 def test_a_who_question_answered_without_a_name_is_not_an_answer() -> None:
     src = [_p("Sanctions apply to persons or entities responsible for cyberattacks. "
+              "The regime was set up on 17 May 2019. "
               "In 2017, NotPetya hit Maersk, a shipping company.")]
     q = "Which persons or entities were the first to be listed under the sanctions regime?"
     raw = "Sanctions apply to persons or entities responsible for cyberattacks [1]."
     got = finalize(raw, src, "local", q)
     assert got is not None and got.refused and got.answer == REFUSAL
     assert "does not give what the question asks for" in got.notes[-1]
+    # A date is no name: "This was done on 17 May 2019" still names no one.
+    dated = finalize(raw + " The regime was set up on 17 May 2019 [1].", src, "local", q)
+    assert dated is not None and dated.refused
     # A name at the start of the answer counts ("Maersk was hit ..."); "The" does not.
     named = finalize("Maersk was hit by NotPetya [1].", src, "local",
                      "Which company was hit by NotPetya?")

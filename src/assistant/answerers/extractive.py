@@ -107,13 +107,13 @@ def names_something_new(text: str, question: str, *, first_word: bool = False) -
     """A capitalised word or acronym that the question does not use. The first word counts
     only with `first_word`, and then only when it is not a function word ("The", "It"): a
     model's answer often starts with the name ("Maersk was hit ..."), a quoted sentence
-    rarely does."""
+    rarely does. A month is no name ("This was done on 17 May 2019")."""
     q = {w.lower() for w in re.findall(r"\w+", question)}
     ws = re.findall(r"[\w'’-]+", text)
     if not first_word:
         ws = ws[1:]
     return any(w[:1].isupper() and w.lower() not in q and w.lower() not in {"eu", "the"}
-               and w.lower() not in STOPWORDS for w in ws)
+               and w.lower() not in STOPWORDS and not re.fullmatch(_MONTH, w) for w in ws)
 
 
 def needs_name(question: str) -> bool:
