@@ -256,6 +256,17 @@ def test_a_how_many_question_answered_without_a_count_is_not_an_answer() -> None
     assert vague is not None and vague.refused and vague.answer == REFUSAL
     counted = finalize("It is endorsed by 75 states [1].", src, "local", q)
     assert counted is not None and not counted.refused and "75 states" in counted.answer
+    # A confident quote that gives the count stands in for the vague answer.
+    from assistant.answerers.generative import QUOTE_CONFIDENCE
+    from assistant.citations import citation_for
+
+    quote = Answer(answer=src[0].text[:-1] + " [1].", refused=False,
+                   citations=[citation_for(1, src[0])], mode="extractive",
+                   score=QUOTE_CONFIDENCE + 0.1)
+    vague_raw = "The Paris Call is endorsed by all EU Member States [1]."
+    quoted = finalize(vague_raw, src, "local", q, extractive=quote)
+    assert quoted is not None and not quoted.refused and "75 states" in quoted.answer
+    assert quoted.mode == "extractive" and "extractive answer" in quoted.notes[-1]
     # A figure that labels something (an article, a date) is not the amount asked for.
     budget = [_p("Under Article 15, the Management Board shall adopt the annual budget.")]
     q = "What is the agency's annual budget in euros?"
