@@ -90,6 +90,12 @@ def sentence_id(chunk_id: str, start: int, end: int) -> str:
     return f"{chunk_id}:{start}:{end}"
 
 
+def parse_sentence_id(id_: str) -> tuple[str, int, int]:
+    """The chunk id and offsets a `sentence_id` was made from."""
+    chunk, start, end = id_.rsplit(":", 2)
+    return chunk, int(start), int(end)
+
+
 def _chunk(id_: str, text: str, meta: dict[str, Any]) -> Chunk:
     return Chunk(
         id=id_,
@@ -197,8 +203,8 @@ class ChromaIndex:
                         include=["distances"])
         best: dict[str, float] = {}
         for id_, d in zip(res["ids"][0], res["distances"][0], strict=True):
-            chunk, start, end = id_.rsplit(":", 2)
-            if int(end) - int(start) >= MIN_SEARCH_CHARS:
+            chunk, start, end = parse_sentence_id(id_)
+            if end - start >= MIN_SEARCH_CHARS:
                 best.setdefault(chunk, 1.0 - float(d))
         return list(best.items())[:k]
 
