@@ -93,6 +93,11 @@ def test_two_sources_complete_a_sentence_only_clause_by_clause() -> None:
     assert both.text.endswith("[1] [2].")
     merged = check_answer("The EU imposed sanctions on Maersk for NotPetya in 2017 [1].", given)
     assert merged.unsupported and merged.text == ""
+    # With no marker at all, each clause is attributed to the one source that supports it.
+    bare = check_answer("NotPetya hit Maersk in 2017, and the EU can impose sanctions.", given)
+    assert bare.uncited == [] and bare.text.endswith("[1] [2].")
+    unmarked = check_answer("The EU imposed sanctions on Maersk for NotPetya in 2017.", given)
+    assert unmarked.uncited and "[" not in unmarked.text
 
 
 def test_a_figure_must_stand_beside_what_it_counts() -> None:

@@ -180,6 +180,22 @@ def test_instructions_inside_a_source_are_left_out_of_the_prompt() -> None:
     assert plain.text in build_messages("Q?", [plain])[1]["content"]
 
 
+def test_the_prompt_leaves_out_markup_and_headings_that_add_nothing() -> None:
+    from dataclasses import replace
+
+    a = replace(_p("The **Cyber Diplomacy Toolbox** is at the core.", 1), section="X › Responses")
+    b = replace(_p("See [www.enisa.europa.eu](http://www.enisa.europa.eu) for more.", 2),
+                section="X › Responses")
+    c = replace(_p("Armenia, Georgia", 3), section="X › CyberEast")
+    d = replace(_p("The EU Cybersecurity Act revamps ENISA.", 4),
+                section="X › EU Cybersecurity Act")
+    prompt = build_messages("Q?", [a, b, c, d])[1]["content"]
+    assert "[1] (Responses) The Cyber Diplomacy Toolbox is at the core." in prompt
+    assert "[2] See www.enisa.europa.eu for more." in prompt  # same heading as [1]
+    assert "[3] (CyberEast) Armenia, Georgia" in prompt  # a bare list keeps its heading
+    assert "[4] The EU Cybersecurity Act revamps ENISA." in prompt  # heading in the text
+
+
 def test_finalize_drops_uncited_text_and_keeps_supported_sentences() -> None:
     src = [_p("YAKSHA covers Brunei Darussalam, Cambodia and Vietnam.")]
     ok = finalize("Sure! YAKSHA covers Cambodia and Vietnam [1].", src, "local")

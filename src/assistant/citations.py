@@ -182,16 +182,27 @@ def _joined(passages: list[Passage], refs: list[int]) -> str:
 def _borrowed(sentence: str, sentences: list[tuple[str, list[int]]], i: int,
               passages: list[Passage]) -> list[int]:
     """Sources for an uncited sentence: those of the nearest cited neighbour (next first)
-    if they support it, else the first given source that supports it alone."""
+    if they support it, else the first given source that supports it alone, else one
+    source per clause when each clause ("A, and B") has one that supports it alone."""
     neighbours = [j for j in (i + 1, i + 2, i - 1) if 0 <= j < len(sentences)]
     for j in neighbours:
         refs = sentences[j][1]
         if refs and supports(sentence, _joined(passages, refs)):
             return refs
+    alone = _supporting(sentence, passages)
+    if alone:
+        return [alone]
+    clauses = [c for c in _CLAUSE.split(sentence) if c.strip()]
+    per_clause = [_supporting(c, passages) for c in clauses] if len(clauses) > 1 else [0]
+    return list(dict.fromkeys(per_clause)) if all(per_clause) else []
+
+
+def _supporting(text: str, passages: list[Passage]) -> int:
+    """The number of the first source that supports `text` on its own (or 0)."""
     for n in range(1, len(passages) + 1):
-        if supports(sentence, _joined(passages, [n])):
-            return [n]
-    return []
+        if supports(text, _joined(passages, [n])):
+            return n
+    return 0
 
 
 _CLAUSE = re.compile(r"\s*(?:;|,?\s+and\s+|,\s+while\s+|,\s+whereas\s+)\s*")

@@ -131,12 +131,30 @@ def without_instructions(text: str) -> str:
     return " ".join(out)
 
 
+# Markdown the model pays for at ~35 tokens/s and does not need: emphasis, and the
+# target of a link (its text stays).
+_EMPHASIS = re.compile(r"\*\*|__")
+_LINK = re.compile(r"\[([^\]\n]+)\]\([^)\s]+\)")
+
+
+def for_the_model(text: str) -> str:
+    """A source's text as the model reads it: one line, less markup, no instructions."""
+    text = _LINK.sub(r"\1", _EMPHASIS.sub("", " ".join(text.split())))
+    return without_instructions(text)
+
+
 def build_messages(question: str, sources: Sequence[Passage]) -> list[dict[str, str]]:
+    """The chat messages for one answer: the fixed rules first, so llama.cpp can reuse them."""
     lines = ["Sources:"]
+    previous = ""
     for n, p in enumerate(sources, 1):
+        text = for_the_model(p.text)
         where = last_heading(p.section) or p.title
-        text = without_instructions(" ".join(p.text.split()))
-        lines.append(f"[{n}] ({where}) {text}")
+        # The heading says what a bare list ("Armenia, Georgia, ...") is about; it is left
+        # out where it adds nothing: repeated from the source before, or already in the text.
+        label = "" if where == previous or where.lower() in text.lower() else f"({where}) "
+        previous = where
+        lines.append(f"[{n}] {label}{text}")
     lines.append("")
     lines.append(f"Question: {question}")
     return [
