@@ -1,4 +1,11 @@
-from assistant.citations import check_answer, markers, numbers_bound, support_score, supports
+from assistant.citations import (
+    check_answer,
+    conflates,
+    markers,
+    numbers_bound,
+    support_score,
+    supports,
+)
 from assistant.types import Passage
 
 
@@ -148,3 +155,12 @@ def test_a_passage_speaks_under_its_documents_title() -> None:
     assert not checked.unsupported and checked.citations
     assert not supports("The Budapest Convention makes access to a computer system without "
                         "right a criminal offence.", art.text)
+
+
+def test_a_claim_joining_two_sources_into_one_neither_makes_is_a_conflation() -> None:
+    given = [p(1, "The EU can impose sanctions on persons responsible for cyberattacks."),
+             p(2, "In 2017, NotPetya ransomware attacks hit Maersk.")]
+    assert conflates("The EU imposed sanctions on Maersk in 2017.", given)
+    # Each clause from one source, or words no source has (a paraphrase), are no conflation.
+    assert not conflates("NotPetya hit Maersk in 2017, and the EU can impose sanctions.", given)
+    assert not conflates("The shipping giant took a heavy financial hit in 2017.", given)

@@ -21,7 +21,7 @@ def test_bm25_prefers_rare_matching_terms() -> None:
 
 def test_tokens_stem_plurals_and_drop_stopwords() -> None:
     assert tokens("Which countries are the parties?") == ["country", "party"]
-    assert stem("measures") == "measure"
+    assert stem("measures") == stem("measure") == "measur"
 
 
 def test_sentence_spans_keep_abbreviations_together() -> None:
@@ -51,3 +51,8 @@ def test_a_definition_question_finds_the_passage_that_defines_the_term() -> None
     assert defines("Intro.\n\n**Cyber diplomacy** – a set of practices.", "cyber diplomacy")
     assert defines("The NIS Directive is the first EU-wide law.", "NIS Directive")
     assert not defines("The EU pursues cyber diplomacy with partners.", "cyber diplomacy")
+
+
+def test_the_stemmer_joins_a_verb_and_its_endings() -> None:
+    assert {stem(w) for w in ("impose", "imposes", "imposed", "imposing")} == {"impos"}
+    assert stem("free") == "free" and stem("services") == stem("service")

@@ -229,6 +229,21 @@ def _completing_source(sentence: str, cited: list[int], passages: list[Passage])
     return 0
 
 
+def conflates(sentence: str, passages: list[Passage]) -> bool:
+    """Does a clause of `sentence` take all its words from the given sources, but from no
+    single one? "The EU imposed sanctions on Maersk in 2017": one passage holds the
+    sanctions, another Maersk and 2017, and neither says the EU sanctioned Maersk. (A clause
+    merely worded differently from its source brings words that no source has.)"""
+    texts = [_joined(passages, [n]) for n in range(1, len(passages) + 1)]
+    union = set().union(*(tokens(strip_markdown(t)) for t in texts))
+    for part in _CAUSAL.split(sentence):
+        for clause in _CLAUSE.split(part):
+            own = set(tokens(strip_markdown(clause)))
+            if len(own) >= 3 and own <= union and not any(supports(clause, t) for t in texts):
+                return True
+    return False
+
+
 def check_answer(text: str, passages: list[Passage], *, drop_unsupported: bool = True
                  ) -> CheckedAnswer:
     """Validate and renumber the citations of a generated answer.

@@ -31,11 +31,13 @@ def stem(word: str) -> str:
     if len(w) > 4 and w.endswith(("sses", "shes", "ches", "xes")):
         return w[:-2]
     if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        return w[:-1]
-    if len(w) > 5 and w.endswith("ing"):
-        return w[:-3]
-    if len(w) > 4 and w.endswith("ed"):
-        return w[:-2]
+        w = w[:-1]
+    elif len(w) > 5 and w.endswith("ing"):
+        w = w[:-3]
+    elif len(w) > 4 and w.endswith("ed"):
+        w = w[:-2]
+    if len(w) > 4 and w.endswith("e") and not w.endswith(("ee", "ie")):
+        w = w[:-1]  # "impose", "imposes" and "imposed" share "impos"
     return w
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from itertools import zip_longest
 
-from ..citations import check_answer, names, numbers, strip_markers
+from ..citations import check_answer, conflates, names, numbers, strip_markers
 from ..conversation import split_parts
 from ..text import last_heading, sentence_spans, tokens, words
 from ..types import Answer, Message, Passage
@@ -238,7 +238,12 @@ def finalize(raw: str, sources: list[Passage], mode: str, question: str = "",
                   if _claims_something(s, asked)]
         if not claims:
             return None
-        if extractive is not None and _corroborates(extractive, " ".join(claims)):
+        # A claim that joins facts from two sources into one neither makes ("the EU
+        # sanctioned Maersk", often a false premise the model went along with) is no
+        # wording problem: a quote of the same figures and names would repeat the join.
+        conflated = any(conflates(c, sources) for c in claims)
+        if extractive is not None and not conflated \
+                and _corroborates(extractive, " ".join(claims)):
             return _quoted(extractive, notes, "the model's wording was not supported by its "
                            "sources", "the figures and names it gave")
         if confident:
