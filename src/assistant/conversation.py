@@ -92,3 +92,45 @@ def split_parts(question: str) -> list[str]:
     if len(parts) < 2 or any(len(tokens(p)) < 2 for p in parts):
         return [question]
     return [p if p.endswith("?") else p + "?" for p in parts[:3]]
+
+
+# Markup around a question is text, not structure: HTML tags and the role markers of chat
+# templates ("<|im_start|>user", "[INST]") are removed before the question is read.
+_TEMPLATE = re.compile(r"<\|[^|<>]{1,40}\|>(?:\s*(?:system|user|assistant)\b)?|"
+                       r"\[/?INST\]|<</?SYS>>|</?s>|###\s*(?:Instruction|Response):?",
+                       re.IGNORECASE)
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]{0,200})?/?>")
+_ENTITY = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'", "&nbsp;": " "}
+
+
+def strip_markup(question: str) -> str:
+    """The question without HTML tags or chat-template markers (unchanged when it has none)."""
+    text = _TAG.sub(" ", _TEMPLATE.sub(" ", question))
+    for entity, char in _ENTITY.items():
+        text = text.replace(entity, char)
+    text = " ".join(text.split())
+    return text or question.strip()
+
+
+# Function words that mark a language; the embedding model and the keyword index read
+# English, so a question in another language is translated before retrieval.
+_FUNCTION_WORDS = {
+    "en": "the of and to in is are what which who how does do did was were for on with by",
+    "fr": "le la les des du de est sont quel quelle quels quelles qui que comment pour dans "
+          "avec une un au aux",
+    "de": "der die das den dem des ist sind welche welcher welches wer wie was für mit und "
+          "ein eine im zu von",
+    "es": "el la los las del de es son qué cuál cuáles quién cómo para con en una un por y",
+    "it": "il lo la gli le dei delle del di è sono quale quali chi come per con una un nel "
+          "della che",
+}
+_LANG_WORDS = {lang: frozenset(ws.split()) for lang, ws in _FUNCTION_WORDS.items()}
+
+
+def language(question: str) -> str:
+    """"en", "fr", "de", "es" or "it": the language whose function words the question uses
+    most (English on a tie, or when it has none)."""
+    ws = [w.lower() for w in re.findall(r"[^\W\d_]+", question)]
+    counts = {lang: sum(w in vocab for w in ws) for lang, vocab in _LANG_WORDS.items()}
+    best = max(counts, key=lambda lang: (counts[lang], lang == "en"))
+    return best if counts[best] > counts["en"] else "en"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import conversation
 from .answerers import extractive, generative
 from .answerers.extractive import Unit
-from .citations import unmentioned_names
+from .citations import citation_for, unmentioned_names
 from .embeddings import Embedder, load_embedder
 from .ingest import IngestReport, Progress, ingest
 from .retrieval import HybridRetriever
@@ -228,18 +228,19 @@ class Assistant:
         if gen not in self.generators:
             raise InputError(f"Unknown generator {gen!r}; available: "
                              f"{', '.join(self.generators)}.")
-        standalone = self._standalone(q, history, gen)
+        usage: dict[str, int] = {}
+        standalone = self._standalone(conversation.strip_markup(q), history, gen, usage)
         t1 = time.perf_counter()
         ranked: list[list[tuple[Unit, Passage]]] = []  # one ranking per part
         answers: list[Answer] = []
         all_passages: list[Passage] = []
         parts = conversation.split_parts(standalone)
+        retriever = self.retriever
         for part in parts:
-            # A two-part question gets passages for each part.
-            query_vec = self.retriever.embed_query(part)
-            passages = self.retriever.retrieve(part, self.settings.top_k, query_vec)
-            weight = self.retriever.bm25.term_weight
-            units = self.extractive.rank(part, passages, weight, query_vec)
+            # A multi-part question gets passages for each part.
+            query_vec = retriever.embed_query(part)
+            passages = retriever.retrieve(part, self.settings.top_k, query_vec)
+            units = self.extractive.rank(part, passages, retriever.bm25.term_weight, query_vec)
             ranked.append([(u, passages[u.passage]) for u in units])
             answers.append(self.extractive.compose(part, passages, units))
             all_passages.extend(passages)
@@ -258,34 +259,50 @@ class Assistant:
             yield Delta(result.answer)
         else:
             result = yield from self._generate(standalone, ranked, extractive_answer, gen,
-                                               timings, t0, t2)
-            if result.mode == gen:
-                result = generative.with_missing_parts(result, list(zip(parts, answers,
-                                                                        strict=True)))
-        unnamed = [] if result.refused else unmentioned_names(standalone, result.citations)
+                                               timings, t0, t2, usage)
+        # The premise check reads the whole passages the answer cites, not only the quotes.
+        cited = {c.passage_id for c in result.citations}
+        sources = [citation_for(0, p) for p in {p.id: p for p in all_passages}.values()
+                   if p.id in cited]
+        unnamed = [] if result.refused else unmentioned_names(
+            standalone, sources, retriever.bm25.known)
         if unnamed:
             # The answer is about something else than what the question names.
-            result = replace(extractive.refusal(all_passages), mode=gen, usage=result.usage,
+            result = replace(extractive.refusal(all_passages), mode=gen, grounding="refused",
                              notes=[*result.notes, f"the sources found do not mention "
                                     f"{', '.join(unnamed)}; the answer was withheld"])
+        result.usage = dict(usage)
         result.rewritten_question = standalone if standalone != q else ""
         result.timings_ms.update(timings)
         if result.refused and not result.suggestions:
             result.suggestions = extractive.refusal(all_passages).suggestions
+        if not result.grounding:
+            result.grounding = "refused" if result.refused else "quoted"
         yield Final(result)
 
-    def _standalone(self, q: str, history: Sequence[Message], gen: str) -> str:
+    def _standalone(self, q: str, history: Sequence[Message], gen: str,
+                    usage: dict[str, int]) -> str:
+        """The question as retrieval needs it: in English, and standing on its own."""
+        from .llm import LLMError
+
+        if gen != "extractive" and conversation.language(q) != "en":
+            # The embedding model and the keyword index read English.
+            try:
+                text = self.chat_model(gen).complete(
+                    generative.translate_messages(q), max_tokens=80,
+                    timeout_s=min(20.0, self.settings.llm_timeout_s), usage=usage)
+                q = generative.clean_rewrite(text, q)
+            except LLMError as exc:
+                log.warning("translating the question failed (%s); using it as it is", exc)
         if not history or not conversation.needs_context(q):
             return q
         heuristic = conversation.rewrite(q, history)
         if gen == "extractive":
             return heuristic
-        from .llm import LLMError
-
         try:
             text = self.chat_model(gen).complete(
                 generative.rewrite_messages(q, history), max_tokens=48,
-                timeout_s=min(20.0, self.settings.llm_timeout_s),
+                timeout_s=min(20.0, self.settings.llm_timeout_s), usage=usage,
             )
         except LLMError as exc:
             log.warning("follow-up rewrite by the model failed (%s); using the heuristic", exc)
@@ -294,46 +311,47 @@ class Assistant:
 
     def _generate(self, question: str, ranked: list[list[tuple[Unit, Passage]]],
                   fallback: Answer, gen: str, timings: dict[str, float], t0: float,
-                  t2: float) -> Generator[Event, None, Answer]:
+                  t2: float, usage: dict[str, int]) -> Generator[Event, None, Answer]:
         """Stream a model answer; return the checked Answer (or the extractive fallback)."""
         from .llm import LLMBusy, LLMError
 
-        sources = generative.select_sources(
-            ranked, max_sources=self.settings.llm_context_passages,
-            budget_chars=self.settings.llm_evidence_chars,
-        )
-        messages = generative.build_messages(question, sources)
+        s = self.settings
+        cands = generative.candidates(ranked, budget_chars=s.llm_evidence_chars,
+                                      max_candidates=s.llm_evidence_sentences)
+        messages = generative.build_messages(question, cands)
         model = self.chat_model(gen)
-        parts: list[str] = []
+        reader = generative.AnswerStream()
         first: float | None = None
         note = ""
+        call_usage: dict[str, int] = {}
         try:
-            for delta in model.stream(messages, max_tokens=self.settings.llm_max_tokens,
-                                      timeout_s=self.settings.llm_timeout_s):
-                if first is None:
-                    first = time.perf_counter()
-                parts.append(delta)
-                yield Delta(delta)
+            for delta in model.stream(messages, max_tokens=s.llm_max_tokens,
+                                      timeout_s=s.llm_timeout_s,
+                                      grammar=generative.grammar(len(cands)),
+                                      usage=call_usage):
+                shown = reader.feed(delta)
+                if shown:
+                    if first is None:
+                        first = time.perf_counter()
+                    yield Delta(shown)
         except LLMBusy as exc:
             if first is None:
                 raise BusyError("The language model is busy; try again shortly.") from exc
             note = "the language model was interrupted; this is the extractive answer"
         except LLMError as exc:
             log.warning("generation failed: %s", exc)
-            note = f"the language model failed ({exc}); this is the extractive answer"
+            note = "the language model failed; this is the extractive answer"
         end = time.perf_counter()
         timings.update(generate=(end - t2) * 1000,
                        first_token=((first or end) - t0) * 1000, total=(end - t0) * 1000)
-        result = None if note else generative.finalize("".join(parts), sources, gen, question,
-                                                       extractive=fallback)
-        if result is None:
-            result = fallback
-            result.notes.append(note or "the model's answer held nothing usable; this is the "
-                                        "extractive answer")
+        if note:
+            result = replace(fallback, notes=[*fallback.notes, note])
+        else:
+            result = generative.finalize(reader.raw, cands, gen, extractive=fallback,
+                                         quote_confidence=s.quote_confidence)
         if first is None:
             yield Delta(result.answer)
-        usage = getattr(model, "last_usage", None) or {}
-        result.usage = {"prompt_tokens": int(usage.get("prompt_tokens", 0)),
-                        "completion_tokens": int(usage.get("completion_tokens", 0)),
-                        "sources": len(sources)}
+        for key, value in call_usage.items():
+            usage[key] = usage.get(key, 0) + value
+        usage["sources"] = len(cands)
         return result

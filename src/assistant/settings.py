@@ -56,8 +56,16 @@ class Settings(BaseSettings):
     llm_model_path: str = Field("", description="GGUF file for the local generator.")
     llm_context_passages: int = Field(4, ge=1, le=20, description="Sources shown to the LLM.")
     llm_evidence_chars: int = Field(
-        700, description="Characters of evidence in the prompt: the main latency cost on a CPU."
+        800, description="Characters of evidence in the prompt: the main latency cost on a CPU."
     )
+    llm_evidence_sentences: int = Field(
+        8, ge=1, le=30, description="Most numbered evidence sentences shown to the model.")
+    quote_confidence: float = Field(
+        0.70, description="Extractive score above which a quoted answer stands in when the "
+        "model finds no evidence (tuned on the development set).")
+    openai_grammar: bool = Field(
+        False, description="Send the reply grammar to the OpenAI-compatible server (llama.cpp's "
+        "server honours it; OpenAI's API rejects it).")
     llm_max_tokens: int = Field(200, description="Longest generated answer, in tokens.")
     llm_timeout_s: float = Field(60.0, description="Give up on the model after this long.")
     llm_threads: int = Field(2, description="CPU threads for the local model.")
@@ -97,7 +105,8 @@ class Settings(BaseSettings):
         """A short hash of the settings that shape answers, stored with evaluation results."""
         keys = ["embedding_model", "chunk_chars", "top_k", "candidates", "hybrid",
                 "sentence_search", "generator",
-                "llm_model_path", "llm_context_passages", "openai_model"]
+                "llm_model_path", "llm_evidence_chars", "llm_evidence_sentences",
+                "quote_confidence", "openai_model"]
         blob = json.dumps({k: str(getattr(self, k)) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -57,7 +57,18 @@ class Citation:
             "title": self.title,
             "section": self.section,
             "text": self.text,
+            "start": self.start,  # character offsets of `text` in the document
+            "end": self.end,
         }
+
+
+# Each label says what the pipeline did, not how sure it is:
+GROUNDING = {
+    "quoted": "quoted from the documents: the answer is made of verbatim sentences",
+    "checked": "written by the language model; every figure and name it states was found "
+               "in the sentences it cites",
+    "refused": "not in the documents: no passage answers the question",
+}
 
 
 @dataclass
@@ -73,6 +84,8 @@ class Answer:
     notes: list[str] = field(default_factory=list)  # e.g. "model timed out, extractive answer"
     rewritten_question: str = ""  # the standalone question used for retrieval
     usage: dict[str, int] = field(default_factory=dict)  # prompt/completion tokens (models)
+    # What the pipeline did to ground the text (see GROUNDING); set by the answerer.
+    grounding: str = ""
     # The extractive answerer's confidence (its best sentence's score); not part of the JSON.
     score: float = 0.0
 
@@ -87,4 +100,5 @@ class Answer:
             "notes": list(self.notes),
             "rewritten_question": self.rewritten_question,
             "usage": dict(self.usage),
+            "grounding": self.grounding or ("refused" if self.refused else "quoted"),
         }

@@ -128,7 +128,6 @@ def test_page_is_offline_and_framing_is_restricted(live_server: LiveServer) -> N
 def test_serve_command_is_registered() -> None:
     from assistant import cli
 
-    cli._register_extras()
-    parser = cli.build_parser()
-    args = parser.parse_args(["serve", "--port", "9999"])
+    argv = ["serve", "--port", "9999"]
+    args = cli.build_parser(argv).parse_args(argv)
     assert args.port == 9999 and args.func.__module__ == "assistant.server.cli"

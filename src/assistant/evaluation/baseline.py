@@ -214,7 +214,8 @@ class NaiveBaseline:
         result = score_item(item, answer=answer, refused=refused,
                             citations={i: t for i, t in enumerate(sources, 1)},
                             retrieved=[n.get_content() for n in nodes], error=error,
-                            crashed=crashed)
+                            crashed=crashed,
+                            quotes=[t for i, t in enumerate(sources, 1) if f"[{i}]" in answer])
         result.mode = self.mode
         result.ttft_ms, result.total_ms = ttft, total
         result.citations = [{"id": i, "text": t} for i, t in enumerate(sources, 1)

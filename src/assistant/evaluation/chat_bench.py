@@ -49,7 +49,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cli import EXTRA_COMMANDS
 from ..settings import Settings
 from . import metrics
 from .dataset import Item
@@ -672,8 +671,3 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     out = args.out or Path("eval/reports")
     print(f"report: {out / 'chat_bench.md'}, {out / 'chat_bench.json'}")
     return 0
-
-
-EXTRA_COMMANDS["bench-chat"] = (
-    "benchmark this pipeline vs. llama-index CondensePlusContextChatEngine (issue 3)",
-    configure, run_cli)

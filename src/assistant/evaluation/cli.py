@@ -1,4 +1,4 @@
-"""`assistant eval` and `assistant bench`: registered in assistant.cli.EXTRA_COMMANDS."""
+"""`assistant eval` and `assistant bench` (listed in assistant.cli.LAZY_COMMANDS)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..cli import EXTRA_COMMANDS
 from ..settings import Settings
 
 DEFAULT_CONFIGS = ["extractive", "extractive:hybrid=false", "extractive:sentence_search=false",
@@ -25,14 +24,17 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
                    help="a configuration: GENERATOR[:setting=value,...], e.g. extractive, "
                         "extractive:hybrid=false, extractive:top_k=3, local; repeat to compare "
                         f"(default: {', '.join(DEFAULT_CONFIGS)})")
-    p.add_argument("--set", dest="question_set", type=Path, default=None,
-                   help="question set JSONL (default: eval/questions.jsonl)")
+    p.add_argument("--set", dest="question_sets", type=Path, action="append", default=None,
+                   help="question set JSONL; repeat to run several side by side (default: "
+                        "the development set eval/questions.jsonl and the blind test set "
+                        "eval/test_questions.jsonl, with a comparison report)")
     p.add_argument("--out", type=Path, default=None,
                    help="report folder (default: eval/reports)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the naive llama-index baseline")
     p.add_argument("--work-dir", type=Path, default=None,
-                   help="keep the evaluation indexes here and reuse them on the next run "
+                   help="keep the evaluation indexes here (one folder per set) and reuse "
+                        "them on the next run "
                         "(default: a temporary folder, removed afterwards)")
     p.add_argument("--source", dest="sources", action="append", type=Path, default=None,
                    help="documents to ingest (default: the corpus folder, plus "
@@ -44,7 +46,8 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None,
                    help="report file name without extension (default: eval-<set name>)")
     p.add_argument("--failures", type=Path, default=None,
-                   help="also write the failing items, as plain text, to this file")
+                   help="also write the failing items, as plain text, to this file (one "
+                        "file per set, the set's name appended)")
     p.add_argument("--thresholds", type=Path, default=None,
                    help="exit 1 when the first configuration falls below these thresholds "
                         "(e.g. eval/thresholds.toml)")
@@ -53,22 +56,12 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
-    from . import report, support_check
-    from .dataset import default_eval_dir, load_items, load_support_pairs, related_dir
-    from .runner import Config, IndexCache, run_all, sample
-    from .thresholds import Thresholds
+    from .dataset import default_eval_dir
+    from .runner import Config
 
     eval_dir = default_eval_dir()
-    qset: Path = args.question_set or eval_dir / "questions.jsonl"
-    out_dir: Path = args.out or eval_dir / "reports"
-    items = load_items(qset)
-    if args.only:
-        wanted = set(args.only)
-        items = [i for i in items if i.id in wanted]
-    if args.sample:
-        items = sample(items, args.sample)
+    sets: list[Path] = args.question_sets or [eval_dir / "questions.jsonl",
+                                              eval_dir / "test_questions.jsonl"]
     try:
         configs = [Config.parse(s) for s in (args.configs or DEFAULT_CONFIGS)]
     except ValueError as exc:
@@ -79,28 +72,72 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
             base = Config.parse("baseline" if gen == "extractive" else f"baseline:{gen}")
             if base not in configs:
                 configs.append(base)
+    out_dir: Path = args.out or eval_dir / "reports"
+    done: list[tuple[str, Any]] = []
+    code = 0
+    for n, qset in enumerate(sets):
+        runs = _run_set(qset, configs, args, settings, eval_dir, out_dir)
+        if runs is None:
+            return 2
+        done.append((qset.stem, runs))
+        if args.thresholds and n == 0:
+            code = _check_thresholds(args.thresholds, runs)
+    if len(done) > 1:
+        from . import report
+
+        path = report.write_comparison(out_dir, done, report.git_commit(eval_dir.parent))
+        print(f"development vs. test: {path}")
+    return code
+
+
+def _check_thresholds(path: Path, runs: Any) -> int:
+    from .thresholds import Thresholds
+
+    first = next((r for r in runs if not r.skipped and not r.config.baseline), None)
+    if first is None:
+        print("error: no configuration ran; thresholds not checked", file=sys.stderr)
+        return 1
+    problems = Thresholds.load(path).violations(first.summary)
+    for p in problems:
+        print(f"regression: {first.config.name}: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _run_set(qset: Path, configs: list[Any], args: argparse.Namespace, settings: Settings,
+             eval_dir: Path, out_dir: Path) -> Any:
+    from tqdm import tqdm
+
+    from . import report, support_check
+    from .dataset import load_items, load_support_pairs, related_dir
+    from .runner import IndexCache, run_all, sample
+
+    items = load_items(qset)
+    if args.only:
+        wanted = set(args.only)
+        items = [i for i in items if i.id in wanted]
+    if args.sample:
+        items = sample(items, args.sample)
 
     corpus = settings.corpus_dir
     if not corpus.exists() and (eval_dir.parent / corpus).exists():
         corpus = eval_dir.parent / corpus  # run from outside the checkout
     sources: list[Path] = list(args.sources or [corpus])
-    rel = related_dir()
     if args.sources is None and any(i.document for i in items):
+        rel = related_dir()
         if rel is None:
-            print("error: this set needs the related texts (../shared/related)",
+            print(f"error: {qset.name} needs the related texts: set ASSISTANT_SHARED_DIR to "
+                  "the folder holding related/, or keep ../shared/related beside the checkout",
                   file=sys.stderr)
-            return 2
+            return None
         sources.append(rel)
-    if rel is not None and any(Path(s).resolve() == rel.resolve() for s in sources):
-        # unans-03 is answered by the NIS 2 text: only a refusal when it is not ingested.
-        items = [i for i in items if not (i.id == "unans-03" and not i.document)]
 
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="assistant-eval-"))
+    work = args.work_dir / qset.stem if args.work_dir else \
+        Path(tempfile.mkdtemp(prefix="assistant-eval-"))
     cache = IndexCache(work, sources, settings)
 
-    def bar(config: Config, total: int) -> Any:
-        progress = tqdm(total=total, desc=config.name[:40], unit="q", file=sys.stderr,
-                        leave=True)
+    def bar(config: Any, total: int) -> Any:
+        progress = tqdm(total=total, desc=f"{qset.stem}: {config.name}"[:40], unit="q",
+                        file=sys.stderr, leave=True)
         state = {"ok": 0, "n": 0}
 
         def on_item(result: Any) -> None:
@@ -113,7 +150,6 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         return on_item
 
     started = dt.datetime.now(dt.UTC)
-
     commit = report.git_commit(eval_dir.parent)  # the code as it was when the run began
     try:
         print(f"indexing {', '.join(map(str, sources))} ...", file=sys.stderr)
@@ -128,7 +164,8 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    stem = args.name or "eval-" + qset.stem
+    stem = (args.name + ("" if len(args.question_sets or []) < 2 else f"-{qset.stem}")
+            if args.name else "eval-" + qset.stem)
     meta = {
         "question set": f"{qset.name} ({len(items)} items)",
         "sources": ", ".join(_show_path(s) for s in sources),
@@ -138,36 +175,29 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         "commit": commit,
         "command": "assistant eval " + " ".join(
             f"--config {c.name}" for c in configs if not c.baseline)
-        + (f" --set {_show_path(qset)}" if args.question_set else "")
+        + f" --set {_show_path(qset)}"
         + (f" --sample {args.sample}" if args.sample else "")
         + (" --no-baseline" if args.no_baseline else ""),
     }
     title = f"Evaluation: {qset.name}"
     paths = report.write(out_dir, stem, title, runs, meta, support)
     if args.failures:
-        args.failures.write_text(report.failures_text(runs), encoding="utf-8")
+        failures = args.failures.with_name(f"{args.failures.stem}-{qset.stem}"
+                                           f"{args.failures.suffix}")
+        failures.write_text(report.failures_text(runs), encoding="utf-8")
     for run in runs:
         if run.skipped:
-            print(f"{run.config.name}: skipped: {run.skipped}")
+            print(f"{qset.stem}: {run.config.name}: skipped: {run.skipped}")
             continue
         s = run.summary
-        print(f"{run.config.name}: must-contain {_f(s['must_contain_accuracy'])}, "
-              f"hit@5 {_f(s['hit@5'])}, citation precision {_f(s['citation_precision'])}, "
-              f"supported sentences {_f(s['supported_sentence_share'])}, refusal recall "
+        print(f"{qset.stem}: {run.config.name}: must-contain {_f(s['must_contain_accuracy'])}, "
+              f"hit@5 {_f(s['hit@5'])}, citation correctness "
+              f"{_f(s['citation_correctness'])}, refusal recall "
               f"{_f(s['refusal_recall'])}, wrongly refused {_f(s['wrongly_refused'])}, "
               f"follow-ups {s['followups_correct']}/{s['followups']}, "
-              f"total p50 {s['total_p50_ms']:.0f} ms")
+              f"ttft p50 {s['ttft_p50_ms']:.0f} ms, total p50 {s['total_p50_ms']:.0f} ms")
     print("report: " + ", ".join(str(p) for p in paths.values()))
-    if args.thresholds:
-        first = next((r for r in runs if not r.skipped and not r.config.baseline), None)
-        if first is None:
-            print("error: no configuration ran; thresholds not checked", file=sys.stderr)
-            return 1
-        problems = Thresholds.load(args.thresholds).violations(first.summary)
-        for p in problems:
-            print(f"regression: {first.config.name}: {p}", file=sys.stderr)
-        return 1 if problems else 0
-    return 0
+    return runs
 
 
 def _f(v: Any) -> str:
@@ -200,11 +230,3 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     from . import bench
 
     return bench.main(args, settings)
-
-
-EXTRA_COMMANDS["eval"] = ("evaluate answers against the question set; write a report",
-                          configure_eval, run_eval)
-EXTRA_COMMANDS["bench"] = ("benchmark speed and memory beside the llama-index baseline",
-                           configure_bench, run_bench)
-
-from . import chat_bench  # noqa: E402,F401  (registers `assistant bench-chat`)

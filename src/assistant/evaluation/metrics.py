@@ -119,6 +119,15 @@ def must_contain_hits(answer: str, must: Sequence[str | Sequence[str]]) -> list[
     return hits
 
 
+def quote_matches_evidence(quote: str, evidence: Sequence[str], min_chars: int = 20) -> bool:
+    """A citation is correct when its quote overlaps a gold evidence span: the quote holds
+    the span (or, where a chunk boundary cuts it, at least half of it), or the quote is
+    a piece of the span at least `min_chars` long. Independent of the runtime's checks."""
+    q = normalise(quote)
+    return any(contains(span, quote) or (len(q) >= min_chars and q in normalise(span))
+               for span in evidence)
+
+
 def must_contain_ok(answer: str, must: Sequence[str | Sequence[str]]) -> bool:
     return all(must_contain_hits(answer, must))
 

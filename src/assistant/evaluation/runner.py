@@ -208,6 +208,7 @@ def run_assistant(config: Config, items: Sequence[Item], settings: Settings,
             citations=cited_evidence(answer),
             retrieved=[p.text for p in passages],
             error=error, crashed=crashed,
+            quotes=[c.text for c in answer.citations] if answer is not None else (),
         )
         if answer is not None:
             result.mode = answer.mode
@@ -215,6 +216,7 @@ def run_assistant(config: Config, items: Sequence[Item], settings: Settings,
             result.notes = list(answer.notes)
             result.prompt_tokens = int(answer.usage.get("prompt_tokens", 0))
             result.citations = [c.public() for c in answer.citations]
+            result.grounding = getattr(answer, "grounding", "")
         result.retrieved = [{"rank": i, "section": p.section, "document": p.document,
                              "id": p.id} for i, p in enumerate(passages, 1)]
         result.ttft_ms, result.total_ms = ttft, total
@@ -256,7 +258,8 @@ def run_baseline(config: Config, items: Sequence[Item], settings: Settings,
 
 def _shown_settings(s: Settings) -> dict[str, Any]:
     keys = ["generator", "top_k", "candidates", "hybrid", "sentence_search", "embedding_model",
-            "chunk_chars", "llm_context_passages", "llm_max_tokens"]
+            "chunk_chars", "llm_evidence_chars", "llm_evidence_sentences", "quote_confidence",
+            "llm_max_tokens"]
     return {k: str(getattr(s, k)) if k == "embedding_model" else getattr(s, k) for k in keys}
 
 

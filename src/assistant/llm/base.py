@@ -43,8 +43,14 @@ class ChatModel(Protocol):
         temperature: float = 0.0,
         stop: list[str] | None = None,
         timeout_s: float | None = None,
+        grammar: str | None = None,
+        usage: dict[str, int] | None = None,
     ) -> Iterator[str]:
-        """Yield text deltas as they are generated. Raises LLMError (or LLMBusy)."""
+        """Yield text deltas as they are generated. Raises LLMError (or LLMBusy).
+
+        `grammar` (GBNF) constrains the reply where the backend supports it; `usage`, when
+        given, receives this call's token counts (per call, so concurrent answers never
+        read each other's figures)."""
         ...
 
     def complete(
@@ -55,6 +61,8 @@ class ChatModel(Protocol):
         temperature: float = 0.0,
         stop: list[str] | None = None,
         timeout_s: float | None = None,
+        grammar: str | None = None,
+        usage: dict[str, int] | None = None,
     ) -> str:
         """The whole answer as one string (joins :meth:`stream`)."""
         ...
@@ -86,6 +94,8 @@ class StreamingChatModel(ABC):
         temperature: float = 0.0,
         stop: list[str] | None = None,
         timeout_s: float | None = None,
+        grammar: str | None = None,
+        usage: dict[str, int] | None = None,
     ) -> Iterator[str]:
         """Yield text deltas as they are generated."""
 
@@ -97,6 +107,8 @@ class StreamingChatModel(ABC):
         temperature: float = 0.0,
         stop: list[str] | None = None,
         timeout_s: float | None = None,
+        grammar: str | None = None,
+        usage: dict[str, int] | None = None,
     ) -> str:
         return "".join(
             self.stream(
@@ -105,5 +117,7 @@ class StreamingChatModel(ABC):
                 temperature=temperature,
                 stop=stop,
                 timeout_s=timeout_s,
+                grammar=grammar,
+                usage=usage,
             )
         )

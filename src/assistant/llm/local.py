@@ -209,6 +209,8 @@ class LocalLlama(StreamingChatModel):
         temperature: float = 0.0,
         stop: list[str] | None = None,
         timeout_s: float | None = None,
+        grammar: str | None = None,
+        usage: dict[str, int] | None = None,
     ) -> Generator[str, None, None]:
         validate_messages(messages)  # eager, so bad input fails at the call site
         body: dict[str, Any] = {
@@ -219,9 +221,12 @@ class LocalLlama(StreamingChatModel):
             "stop": list(dict.fromkeys([*(stop or []), *CHATML_STOPS])),
             "stream_options": {"include_usage": True},
         }
-        return self._stream(body, timeout_s)
+        if grammar:
+            body["grammar"] = grammar  # llama.cpp's GBNF
+        return self._stream(body, timeout_s, usage)
 
-    def _stream(self, body: dict[str, Any], timeout_s: float | None) -> Generator[str, None, None]:
+    def _stream(self, body: dict[str, Any], timeout_s: float | None,
+                usage: dict[str, int] | None = None) -> Generator[str, None, None]:
         self.load()  # outside the timeout: loading cannot be interrupted; call load() at start-up
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._acquire(deadline)
@@ -252,6 +257,8 @@ class LocalLlama(StreamingChatModel):
                     yield val
                 elif kind == "usage":
                     self.last_usage = val
+                    if usage is not None:
+                        usage.update(val)
                 elif kind == "timings":
                     self.last_timings = val
                 elif kind == "error":

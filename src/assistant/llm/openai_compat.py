@@ -29,8 +29,10 @@ class OpenAICompatible(StreamingChatModel):
     is); ``last_usage`` reflects whichever stream finished last."""
 
     def __init__(
-        self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 60
+        self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 60,
+        send_grammar: bool = False,
     ) -> None:
+        self.send_grammar = send_grammar
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.name = f"openai:{model}"
@@ -60,6 +62,8 @@ class OpenAICompatible(StreamingChatModel):
         temperature: float = 0.0,
         stop: list[str] | None = None,
         timeout_s: float | None = None,
+        grammar: str | None = None,
+        usage: dict[str, int] | None = None,
     ) -> Generator[str, None, None]:
         validate_messages(messages)
         body: dict[str, Any] = {
@@ -72,9 +76,12 @@ class OpenAICompatible(StreamingChatModel):
         }
         if stop:
             body["stop"] = stop
-        return self._stream(body, self.timeout_s if timeout_s is None else timeout_s)
+        if grammar and self.send_grammar:
+            body["grammar"] = grammar  # llama.cpp's server honours it; OpenAI would refuse it
+        return self._stream(body, self.timeout_s if timeout_s is None else timeout_s, usage)
 
-    def _stream(self, body: dict[str, Any], timeout_s: float) -> Generator[str, None, None]:
+    def _stream(self, body: dict[str, Any], timeout_s: float,
+                usage: dict[str, int] | None = None) -> Generator[str, None, None]:
         url = f"{self.base_url}/chat/completions"
         deadline = time.monotonic() + timeout_s
         # httpx's read timeout bounds each wait for bytes; the deadline bounds the whole call.
@@ -93,9 +100,9 @@ class OpenAICompatible(StreamingChatModel):
                 if "text/event-stream" not in ctype:
                     # Some servers ignore stream=true and answer with one JSON body.
                     resp.read()
-                    yield from self._whole_json(resp.text)
+                    yield from self._whole_json(resp.text, usage)
                     return
-                yield from self._parse_sse(resp, deadline, timeout_s)
+                yield from self._parse_sse(resp, deadline, timeout_s, usage)
         except httpx.ConnectError as e:
             raise LLMError(f"cannot reach LLM server at {self.base_url}: {e}") from e
         except httpx.TimeoutException as e:
@@ -106,7 +113,8 @@ class OpenAICompatible(StreamingChatModel):
             raise LLMError(f"LLM server at {self.base_url} failed: {type(e).__name__}: {e}") from e
 
     def _parse_sse(
-        self, resp: httpx.Response, deadline: float, timeout_s: float
+        self, resp: httpx.Response, deadline: float, timeout_s: float,
+        usage_out: dict[str, int] | None = None,
     ) -> Generator[str, None, None]:
         finished = False
         data_lines: list[str] = []
@@ -135,10 +143,7 @@ class OpenAICompatible(StreamingChatModel):
                     finished = True
             usage = chunk.get("usage")
             if isinstance(usage, dict):
-                self.last_usage = Usage(
-                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                    completion_tokens=int(usage.get("completion_tokens") or 0),
-                )
+                self._record_usage(usage, usage_out)
 
         for line in resp.iter_lines():
             if time.monotonic() > deadline:
@@ -170,7 +175,14 @@ class OpenAICompatible(StreamingChatModel):
         if not finished:
             raise LLMError(f"LLM server at {self.base_url} ended the stream before finishing")
 
-    def _whole_json(self, text: str) -> Generator[str, None, None]:
+    def _record_usage(self, usage: dict[str, Any], out: dict[str, int] | None) -> None:
+        self.last_usage = Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                                completion_tokens=int(usage.get("completion_tokens") or 0))
+        if out is not None:
+            out.update(self.last_usage)
+
+    def _whole_json(self, text: str, usage_out: dict[str, int] | None = None
+                    ) -> Generator[str, None, None]:
         try:
             data = json.loads(text)
             content = data["choices"][0]["message"]["content"] or ""
@@ -178,9 +190,6 @@ class OpenAICompatible(StreamingChatModel):
             raise LLMError(f"unexpected reply from {self.base_url}: {_excerpt(text)}") from None
         usage = data.get("usage")
         if isinstance(usage, dict):
-            self.last_usage = Usage(
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                completion_tokens=int(usage.get("completion_tokens") or 0),
-            )
+            self._record_usage(usage, usage_out)
         if content:
             yield content

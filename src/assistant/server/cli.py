@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import EXTRA_COMMANDS
 from ..settings import Settings
 
 
@@ -45,6 +44,3 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
                 timeout_graceful_shutdown=3)
     return 0
-
-
-EXTRA_COMMANDS["serve"] = ("serve the chat page, the HTTP API and the widget", configure, run)
