@@ -117,12 +117,13 @@ def strip_markup(question: str) -> str:
 _FUNCTION_WORDS = {
     "en": "the of and to in is are what which who how does do did was were for on with by",
     "fr": "le la les des du de est sont quel quelle quels quelles qui que comment pour dans "
-          "avec une un au aux",
+          "avec une un au aux à combien pourquoi où quand elle il ont",
     "de": "der die das den dem des ist sind welche welcher welches wer wie was für mit und "
-          "ein eine im zu von",
-    "es": "el la los las del de es son qué cuál cuáles quién cómo para con en una un por y",
+          "ein eine im zu von wieviel viele warum wann wo hat",
+    "es": "el la los las del de es son qué cuál cuáles quién cómo para con en una un por y "
+          "cuánto cuántos cuántas dónde cuándo ha",
     "it": "il lo la gli le dei delle del di è sono quale quali chi come per con una un nel "
-          "della che",
+          "della che quanto quanti quante perché dove quando ha",
 }
 _LANG_WORDS = {lang: frozenset(ws.split()) for lang, ws in _FUNCTION_WORDS.items()}
 

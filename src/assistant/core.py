@@ -347,7 +347,8 @@ class Assistant:
         if note:
             result = replace(fallback, notes=[*fallback.notes, note])
         else:
-            result = generative.finalize(reader.raw, cands, gen, extractive=fallback,
+            result = generative.finalize(reader.raw, cands, gen, question=question,
+                                         extractive=fallback,
                                          quote_confidence=s.quote_confidence)
         if first is None:
             yield Delta(result.answer)

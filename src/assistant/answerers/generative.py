@@ -272,6 +272,11 @@ class AnswerStream:
                 self._start = 0  # no format at all: everything is the answer
             self._sent = self._start
         out = self.raw[self._sent:]
+        if self._sent == self._start:  # nothing shown yet: the answer starts at its text
+            out = out.lstrip()
+            if not out:
+                return ""
+            self._sent = len(self.raw) - len(out)
         self._sent = len(self.raw)
         return out
 
@@ -335,9 +340,12 @@ def _cite(answer: str, cands: Sequence[Candidate]) -> tuple[str, list[Citation]]
     return " ".join(out), citations
 
 
-def finalize(raw: str, cands: Sequence[Candidate], mode: str, *,
+def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str = "",
              extractive: Answer | None = None, quote_confidence: float = 1.0) -> Answer:
-    """The answer a reader sees, from the model's raw reply (see the module docstring)."""
+    """The answer a reader sees, from the model's raw reply (see the module docstring).
+
+    A figure or name may also come from the question ("Maersk" for "the company"): whether
+    the documents back the question's own names is the premise check's job."""
     reply = parse_reply(raw, len(cands))
     confident = extractive is not None and not extractive.refused \
         and extractive.score >= quote_confidence
@@ -363,7 +371,7 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *,
     if not reply.answer or is_refusal(reply.answer):
         return replace(quoted(chosen, mode), notes=[
             "the model chose evidence but wrote no answer; the evidence is quoted"])
-    missing = unsupported_specifics(reply.answer, _evidence_text(chosen))
+    missing = unsupported_specifics(reply.answer, f"{_evidence_text(chosen)}\n{question}")
     if missing:
         return replace(quoted(chosen, mode), notes=[
             f"the model's answer named {', '.join(missing)}, which its chosen sentences do "
