@@ -294,3 +294,10 @@ def test_finalize_reads_a_reply_without_the_format() -> None:
     got = finalize("The attacks cost the company over $300 million [1].", CANDS, "openai")
     assert got.grounding == "checked" and got.citations[0].text == CANDS[1].text
     assert finalize("I couldn't find this in the documents.", CANDS, "openai").refused
+
+
+def test_the_quote_style_answers_with_the_chosen_sentences_themselves() -> None:
+    assert "Answer" not in grammar(3, "quote")
+    got = finalize("Evidence: 2", CANDS, "local", style="quote")
+    assert got.grounding == "quoted" and got.citations[0].text == CANDS[1].text
+    assert got.answer == "The attacks cost the company over $300 million in damages [1]."

@@ -1,15 +1,16 @@
-"""Where a citation is checked.
+"""Where a citation is checked, mechanically.
 
-Pure functions: parse the [n] markers of an answer, keep those that point at a passage that
-was given, check that each cited passage supports its sentence, and renumber the surviving
-citations 1..m in order of first use.
+Pure functions over text: the figures and names a sentence states (`numbers`, `names`), the
+lexical support check the evaluation's ALCE metrics use (`supports`), a claim that joins two
+sources into one neither makes (`conflates`), and names a question asks about that the
+answer's sources never mention (`unmentioned_names`). The answerers build on them:
+answerers/generative.py checks a model's answer against the sentences it chose.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .text import STOPWORDS, last_heading, sentence_spans, stem, strip_markdown, tokens, words
 from .types import Citation, Passage
@@ -157,16 +158,6 @@ def strip_markers(text: str) -> str:
     return _MARKER.sub("", text).strip()
 
 
-@dataclass
-class CheckedAnswer:
-    text: str  # the answer with citations renumbered 1..m
-    citations: list[Citation]
-    dropped_markers: list[int]  # markers that pointed at no given passage
-    unsupported: list[str]  # sentences whose cited passages do not support them
-    sentences: int  # answer sentences that carry at least one citation
-    uncited: list[str]  # sentences without any citation
-
-
 def citation_for(n: int, p: Passage) -> Citation:
     return Citation(
         id=n, document=p.document, title=p.title, section=p.section, text=p.text,
@@ -186,54 +177,7 @@ def _joined(passages: list[Passage], refs: list[int]) -> str:
                      for p in (passages[n - 1] for n in refs))
 
 
-def _borrowed(sentence: str, sentences: list[tuple[str, list[int]]], i: int,
-              passages: list[Passage]) -> list[int]:
-    """Sources for an uncited sentence: those of the nearest cited neighbour (next first)
-    if they support it, else the first given source that supports it alone, else one
-    source per clause when each clause ("A, and B") has one that supports it alone."""
-    neighbours = [j for j in (i + 1, i + 2, i - 1) if 0 <= j < len(sentences)]
-    for j in neighbours:
-        refs = sentences[j][1]
-        if refs and supports(sentence, _joined(passages, refs)):
-            return refs
-    alone = _supporting(sentence, passages)
-    if alone:
-        return [alone]
-    clauses = [c for c in _CLAUSE.split(sentence) if c.strip()]
-    per_clause = [_supporting(c, passages) for c in clauses] if len(clauses) > 1 else [0]
-    return list(dict.fromkeys(per_clause)) if all(per_clause) else []
-
-
-def _supporting(text: str, passages: list[Passage]) -> int:
-    """The number of the first source that supports `text` on its own (or 0)."""
-    for n in range(1, len(passages) + 1):
-        if supports(text, _joined(passages, [n])):
-            return n
-    return 0
-
-
 _CLAUSE = re.compile(r"\s*(?:;|,?\s+and\s+|,\s+while\s+|,\s+whereas\s+)\s*")
-
-
-def _completing_source(sentence: str, cited: list[int], passages: list[Passage]) -> int:
-    """The number of an uncited source that, with the cited ones, supports `sentence` (or 0).
-
-    Either that source supports the whole sentence alone, or the sentence is a list of
-    clauses ("A, and B") each supported by one of the sources on its own. Two passages are
-    never merged to support one clause: "the EU imposed sanctions on Maersk" must not pass
-    because one passage names Maersk and another the sanctions.
-    """
-    clauses = [c for c in _CLAUSE.split(sentence) if c.strip()]
-    for n in range(1, len(passages) + 1):
-        if n in cited:
-            continue
-        if supports(sentence, _joined(passages, [n])):
-            return n
-        refs = [*cited, n]
-        if len(clauses) > 1 and all(any(supports(c, _joined(passages, [m])) for m in refs)
-                                    for c in clauses):
-            return n
-    return 0
 
 
 def conflates(sentence: str, passages: list[Passage]) -> bool:
@@ -249,64 +193,3 @@ def conflates(sentence: str, passages: list[Passage]) -> bool:
             if len(own) >= 3 and own <= union and not any(supports(clause, t) for t in texts):
                 return True
     return False
-
-
-def check_answer(text: str, passages: list[Passage], *, drop_unsupported: bool = True
-                 ) -> CheckedAnswer:
-    """Validate and renumber the citations of a generated answer.
-
-    `passages[i]` is source [i+1] as shown to the generator. Invented markers are removed;
-    sentences whose cited passages do not support them are dropped (or kept and reported,
-    with drop_unsupported=False).
-    """
-    renumber: dict[int, int] = {}
-    kept_sentences: list[str] = []
-    dropped: list[int] = []
-    unsupported: list[str] = []
-    uncited: list[str] = []
-    cited_sentences = 0
-    sentences: list[tuple[str, list[int]]] = []
-    for a, b in sentence_spans(text):
-        refs = markers(text[a:b])
-        valid = list(dict.fromkeys(n for n in refs if 1 <= n <= len(passages)))
-        dropped.extend(n for n in refs if n not in valid)
-        bare = strip_markers(text[a:b])
-        if bare:
-            sentences.append((bare, valid))
-    for i, (bare, valid) in enumerate(sentences):
-        if not valid:
-            # Models often cite once at the end of a paragraph: a sentence without a marker
-            # borrows its neighbours' sources, but only if they support it.
-            valid = _borrowed(bare, sentences, i, passages)
-        if not valid:
-            uncited.append(bare)
-            kept_sentences.append(bare)
-            continue
-        if not supports(bare, _joined(passages, valid)):
-            # "Maersk was hit by NotPetya, and Yahoo! lost 3 billion accounts [1]": one
-            # claim per source but a single marker. Add (or swap in) the one given source
-            # that makes the sentence supported, so every citation points at support.
-            extra = _completing_source(bare, valid, passages)
-            if extra:
-                # A source that supports the sentence alone replaces a wrong citation.
-                alone = supports(bare, _joined(passages, [extra]))
-                valid = [extra] if alone else [*valid, extra]
-            else:
-                unsupported.append(bare)
-                if drop_unsupported:
-                    continue
-        cited_sentences += 1
-        new_ids = [renumber.setdefault(n, len(renumber) + 1) for n in valid]
-        tail = ""
-        if bare[-1] in ".!?:;":
-            bare, tail = bare[:-1], bare[-1]
-        kept_sentences.append(bare + "".join(f" [{i}]" for i in new_ids) + tail)
-    citations = [citation_for(new, passages[old - 1]) for old, new in renumber.items()]
-    return CheckedAnswer(
-        text=" ".join(kept_sentences).strip(),
-        citations=citations,
-        dropped_markers=dropped,
-        unsupported=unsupported,
-        sentences=cited_sentences,
-        uncited=uncited,
-    )

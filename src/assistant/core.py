@@ -187,7 +187,8 @@ class Assistant:
             if not s.openai_base_url:
                 raise ValueError("ASSISTANT_OPENAI_BASE_URL is not set")
             return OpenAICompatible(s.openai_base_url, s.openai_model or "default",
-                                    api_key=s.openai_api_key or None, timeout_s=s.llm_timeout_s)
+                                    api_key=s.openai_api_key or None, timeout_s=s.llm_timeout_s,
+                                    send_grammar=s.openai_grammar)
         if name == "local":
             if s.llm_model_path:
                 return LocalLlama(Path(s.llm_model_path), n_threads=s.llm_threads,
@@ -327,7 +328,8 @@ class Assistant:
         try:
             for delta in model.stream(messages, max_tokens=s.llm_max_tokens,
                                       timeout_s=s.llm_timeout_s,
-                                      grammar=generative.grammar(len(cands)),
+                                      grammar=generative.grammar(len(cands),
+                                                                 s.llm_answer_style),
                                       usage=call_usage):
                 shown = reader.feed(delta)
                 if shown:
@@ -349,7 +351,8 @@ class Assistant:
         else:
             result = generative.finalize(reader.raw, cands, gen, question=question,
                                          extractive=fallback,
-                                         quote_confidence=s.quote_confidence)
+                                         quote_confidence=s.quote_confidence,
+                                         style=s.llm_answer_style)
         if first is None:
             yield Delta(result.answer)
         for key, value in call_usage.items():

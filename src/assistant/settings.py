@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     )
     llm_evidence_sentences: int = Field(
         8, ge=1, le=30, description="Most numbered evidence sentences shown to the model.")
+    llm_answer_style: Literal["write", "quote"] = Field(
+        "write", description="write: the model answers in its words from the evidence it "
+        "chose; quote: the answer is the chosen evidence, quoted.")
     quote_confidence: float = Field(
         0.70, description="Extractive score above which a quoted answer stands in when the "
         "model finds no evidence (tuned on the development set).")
@@ -106,7 +109,7 @@ class Settings(BaseSettings):
         keys = ["embedding_model", "chunk_chars", "top_k", "candidates", "hybrid",
                 "sentence_search", "generator",
                 "llm_model_path", "llm_evidence_chars", "llm_evidence_sentences",
-                "quote_confidence", "openai_model"]
+                "quote_confidence", "llm_answer_style", "openai_model"]
         blob = json.dumps({k: str(getattr(self, k)) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

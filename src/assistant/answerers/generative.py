@@ -219,13 +219,15 @@ def build_messages(question: str, cands: Sequence[Candidate]) -> list[dict[str, 
             {"role": "user", "content": "\n".join(lines)}]
 
 
-def grammar(n: int) -> str:
-    """GBNF for the reply: evidence numbers 1..n (at most MAX_EVIDENCE), then the answer."""
+def grammar(n: int, style: str = "write") -> str:
+    """GBNF for the reply: evidence numbers 1..n (at most MAX_EVIDENCE), then the answer
+    (style "write"), or the evidence alone (style "quote": the answer is its quotes)."""
     ids = " | ".join(f'"{i}"' for i in sorted(range(1, n + 1), key=lambda i: -len(str(i))))
     more = f'(", " id){{0,{MAX_EVIDENCE - 1}}}'
-    return (f'root ::= "Evidence: " ("none" | id {more} "\\nAnswer: " answer)\n'
+    answer = ' "\\nAnswer: " answer' if style == "write" else ""
+    return (f'root ::= "Evidence: " ("none" | id {more}{answer})\n'
             f"id ::= {ids}\n"
-            'answer ::= [^\\n]+\n')
+            + ('answer ::= [^\\n]+\n' if style == "write" else ""))
 
 
 _EVIDENCE = re.compile(r"^\s*evidence\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
@@ -341,7 +343,8 @@ def _cite(answer: str, cands: Sequence[Candidate]) -> tuple[str, list[Citation]]
 
 
 def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str = "",
-             extractive: Answer | None = None, quote_confidence: float = 1.0) -> Answer:
+             extractive: Answer | None = None, quote_confidence: float = 1.0,
+             style: str = "write") -> Answer:
     """The answer a reader sees, from the model's raw reply (see the module docstring).
 
     A figure or name may also come from the question ("Maersk" for "the company"): whether
@@ -360,7 +363,7 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
                 chosen_ids = [i for i, c in enumerate(cands, 1)
                               if set(tokens(reply.answer)) & set(tokens(c.text))][:2]
     chosen = [cands[i - 1] for i in chosen_ids]
-    if not chosen or (not reply.answer and reply.evidence is None):
+    if not chosen or (not reply.answer and reply.evidence is None and style == "write"):
         if confident:
             assert extractive is not None
             return replace(extractive, mode=mode, notes=[
@@ -368,6 +371,8 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
                 "extractive answer, which quotes a closely matching passage"])
         return Answer(answer=REFUSAL, refused=True, mode=mode, grounding="refused",
                       notes=["the model found no answer in the documents"] if cands else [])
+    if style == "quote":
+        return quoted(chosen, mode)
     if not reply.answer or is_refusal(reply.answer):
         return replace(quoted(chosen, mode), notes=[
             "the model chose evidence but wrote no answer; the evidence is quoted"])
