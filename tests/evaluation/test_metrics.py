@@ -130,3 +130,46 @@ def test_score_and_summarise() -> None:
     assert s["hit@1"] == 0.5 and s["hit@3"] == 1.0
     assert s["supported_sentence_share"] == 1.0
     assert s["by_category"]["fact"] == {"items": 2, "correct": 1}
+
+
+def test_a_citation_is_correct_when_its_quote_overlaps_the_gold_evidence() -> None:
+    evidence = ["The attacks cost the company over $300 million in damages."]
+    assert metrics.quote_matches_evidence(
+        "In 2017, NotPetya hit Maersk. The attacks cost the company over **$300 million** "
+        "in damages.", evidence)  # the quote holds the span
+    assert metrics.quote_matches_evidence("cost the company over $300 million", evidence)
+    assert not metrics.quote_matches_evidence("$300 million", evidence)  # too short a piece
+    assert not metrics.quote_matches_evidence("Yahoo! lost 3 billion accounts.", evidence)
+
+
+def test_citation_correctness_and_grounding_labels_are_summarised() -> None:
+    item = Item(id="x", category="fact", question="How much?", must_contain=["300 million"],
+                evidence=["The attacks cost the company over $300 million in damages."])
+    good = score_item(item, answer="It cost over $300 million [1] [2].", refused=False,
+                      citations={1: "a", 2: "b"}, retrieved=[],
+                      quotes=["The attacks cost the company over $300 million in damages.",
+                              "Unrelated sentence about sanctions."])
+    assert good.citation_correctness == 0.5 and good.correct
+    good.grounding = "checked"
+    refused = score_item(item, answer="", refused=True, citations={}, retrieved=[])
+    refused.grounding = "refused"
+    s = summarise([good, refused])
+    assert s["citation_correctness"] == 0.5 and s["citation_judged_items"] == 1
+    assert s["by_grounding"] == {"checked": {"items": 1, "correct": 1},
+                                 "refused": {"items": 1, "correct": 0}}
+
+
+def test_the_comparison_report_shows_both_sets_and_the_gap() -> None:
+    from assistant.evaluation.report import comparison_markdown
+    from assistant.evaluation.runner import Config, RunResult
+
+    def run(accuracy: float) -> RunResult:
+        r = RunResult(config=Config.parse("local"))
+        r.summary = {"must_contain_accuracy": accuracy,
+                     "by_grounding": {"quoted": {"items": 4, "correct": 3}}}
+        return r
+
+    text = comparison_markdown([("questions", [run(0.9)]), ("test_questions", [run(0.7)])],
+                               "abc123")
+    assert "| Must-contain accuracy (answerable) | ≥ 0.8 | 0.900 | 0.700 | -0.200 |" in text
+    assert "| quoted | 3/4 = 0.75 | 3/4 = 0.75 |" in text
