@@ -75,6 +75,7 @@ def test_sources_block_quotes_documents_inertly() -> None:
     md = sources_markdown(answer)
     assert "**[1] Doc \\*T\\*** — A › B" in md
     assert "> Line \\[x\\]\\(javascript:y\\)" in md and "> \\# not a heading" in md
+    assert md.startswith("*Quoted from the documents")  # the grounding label comes first
     msgs = answer_messages(answer)
     assert msgs[0].content == "It is [1]." and msgs[1].metadata == {"title": "Sources",
                                                                      "status": "done"}

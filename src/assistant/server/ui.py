@@ -23,7 +23,7 @@ from typing import Any
 import gradio as gr
 
 from ..core import BusyError, Delta, Final, InputError
-from ..types import Answer, Message
+from ..types import GROUNDING, Answer, Message
 from .api import BUSY_MESSAGE, AssistantLike, _is_busy
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,8 @@ def to_history(history: list[dict[str, Any]]) -> list[Message]:
 
 
 def sources_markdown(answer: Answer) -> str:
-    blocks = []
+    label = answer.grounding or ("refused" if answer.refused else "quoted")
+    blocks = [f"*{escape_markdown(GROUNDING.get(label, label).capitalize())}.*"]
     for c in answer.citations:
         heading = f"**[{c.id}] {escape_markdown(c.title or c.document)}**"
         if c.section:

@@ -198,6 +198,8 @@
     ".user { align-self: flex-end; background: var(--c); color: #fff; white-space: pre-wrap; }",
     ".bot { align-self: flex-start; background: #fff; border: 1px solid #e1e4e8; }",
     ".bot.refused { border-color: #e0b252; background: #fffaf0; }",
+    ".badge { display: inline-block; margin: 4px 0 0; padding: 1px 6px; border-radius: 8px; font-size: 11px; background: #eef2f7; color: #334; cursor: help; }",
+    ".badge.refused { background: #fff1d6; }",
     ".error { align-self: flex-start; background: #fdecea; border: 1px solid #f3b8b0; color: #8a1c12; }",
     ".pending .body:empty::after { content: '\u2026'; color: #6a737d; }",
     ".cite { font-size: 12px; font-weight: 600; color: var(--c); padding: 0 1px; cursor: pointer;",
@@ -278,9 +280,23 @@
   root.appendChild(wrap);
 
   // -- rendering -----------------------------------------------------------------------------
+  // What the pipeline did to ground an answer; the tooltip says what the badge means.
+  var GROUNDING = {
+    quoted: ["Quoted from the documents", "The answer is made of verbatim sentences from the documents."],
+    checked: ["Checked against its sources", "Written by the language model; every figure and name it states was found in the sentences it cites."],
+    refused: ["Not in the documents", "No passage of the documents answers this question."]
+  };
+
   function renderSources(msg, bubble) {
     var box = el("div", "sources");
     var cites = msg.citations || [];
+    var label = GROUNDING[msg.grounding];
+    if (label) {
+      var badge = el("span", "badge " + msg.grounding, label[0]);
+      badge.setAttribute("title", label[1]);
+      badge.setAttribute("data-grounding", msg.grounding);
+      bubble.appendChild(badge);
+    }
     if (cites.length) {
       box.appendChild(el("p", "label", "Sources"));
       cites.forEach(function (c) {
@@ -378,6 +394,7 @@
       reply.citations = ev.data.citations || [];
       reply.refused = !!ev.data.refused;
       reply.suggestions = ev.data.suggestions || [];
+      reply.grounding = ev.data.grounding || "";
     } else if (ev.event === "error") {
       reply.error = ev.data.error || "The assistant failed to answer.";
     }
