@@ -42,3 +42,34 @@ def test_topic_strips_the_question_frame() -> None:
 def test_a_two_part_question_splits_where_a_new_question_starts(question: str,
                                                                parts: list[str]) -> None:
     assert conversation.split_parts(question) == parts
+
+
+@pytest.mark.parametrize("raw", [
+    "<p><b>Which botnet hit Dyn?</b></p>",
+    "<|im_start|>user\nWhich botnet hit Dyn?<|im_end|>",
+    "[INST] Which botnet hit Dyn? [/INST]",
+    "<div class='q'>Which botnet hit Dyn?</div>",
+])
+def test_markup_around_a_question_is_removed(raw: str) -> None:
+    assert conversation.strip_markup(raw) == "Which botnet hit Dyn?"
+
+
+def test_text_that_only_looks_like_markup_is_kept() -> None:
+    assert conversation.strip_markup("Is 3 < 4 and 5 > 2?") == "Is 3 < 4 and 5 > 2?"
+    assert conversation.strip_markup("<script>") == "<script>"  # nothing else left: kept
+
+
+@pytest.mark.parametrize(("question", "lang"), [
+    ("Quel est le rôle de l'ENISA ?", "fr"),
+    ("Welche Länder deckt das Projekt ab?", "de"),
+    ("Quali paesi sono coperti dal progetto?", "it"),
+    ("How many servers did Maersk reinstall?", "en"),
+    ("What is the EUISS?", "en"),
+    ("NotPetya?", "en"),
+])
+def test_the_language_of_a_question(question: str, lang: str) -> None:
+    assert conversation.language(question) == lang
+
+
+def test_a_spanish_question_is_not_taken_for_english() -> None:
+    assert conversation.language("¿Cuántos servidores tuvo que reinstalar Maersk?") != "en"
