@@ -264,7 +264,7 @@ def chat_fn_body() -> dict[str, Any]:
 
 def test_gradio_run_answers_429_and_422_not_500(tmp_path: Path,
                                                 capfd: pytest.CaptureFixture[str]) -> None:
-    fake, s, app = fake_app(tmp_path, ui=True, rate_limit_per_minute=2)
+    fake, _, app = fake_app(tmp_path, ui=True, rate_limit_per_minute=2)
     with TestClient(app, base_url=LOCAL) as c:
         r = c.post("/gradio_api/run/chat", json=chat_fn_body())
         assert r.status_code == 200 and "The answer" in json.dumps(r.json())  # first part
