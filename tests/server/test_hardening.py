@@ -407,3 +407,52 @@ def test_model_failure_note_hides_internal_details(brochure_data_dir: Path, embe
     assert body["notes"] == ["the language model failed; this is the extractive answer"]
     assert "10.9.8.7" not in r.text and "Errno" not in r.text
     assert "10.9.8.7" in caplog.text  # the operator still sees why
+
+
+class QueuedAssistant(FakeAssistant):
+    """Its answer waits, like a caller queued for the local model, until its turn comes or
+    `caller_gone` says nobody wants it any more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gave_up = threading.Event()
+
+    def stream(self, question: str, history: Sequence[Message] = (),
+               generator: str | None = None) -> Iterator[Any]:
+        from assistant.llm.base import caller_gone
+
+        gone = caller_gone.get()
+        if gone is not None and gone.wait(20):
+            self.gave_up.set()
+        yield from super().stream(question, history, generator)
+
+
+def test_a_queued_answer_learns_that_its_client_left() -> None:
+    fake = QueuedAssistant()
+    _, s, app = fake_app(fake=fake)
+    with serving(app, s) as url:
+        leave_early(url, "/api/chat", CHAT)
+        assert fake.gave_up.wait(20)
+
+
+def test_local_model_gives_up_its_place_in_the_queue() -> None:
+    from assistant.llm import LLMCancelled, LocalLlama
+
+    model = LocalLlama(Path("/nonexistent.gguf"), max_queue=2)
+    model._active = True  # another answer holds the model
+    gone = threading.Event()
+    raised: list[Exception] = []
+
+    def wait_for_turn() -> None:
+        try:
+            model._acquire(None, gone)
+        except LLMCancelled as exc:
+            raised.append(exc)
+
+    waiter = threading.Thread(target=wait_for_turn)
+    waiter.start()
+    while model.waiting == 0 and waiter.is_alive():
+        time.sleep(0.01)
+    gone.set()
+    waiter.join(10)
+    assert raised and model.waiting == 0 and model.busy  # the running answer keeps the model

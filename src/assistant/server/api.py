@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -28,6 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 from starlette.concurrency import run_in_threadpool
 
 from ..core import BusyError, Delta, Event, Final, InputError, invalid_code_point
+from ..llm.base import caller_gone
 from ..types import Answer, Message
 
 log = logging.getLogger(__name__)
@@ -191,12 +193,17 @@ class _Session:
         self.events = events
         self.request = request
         self.first: Any = None
+        self.gone = threading.Event()  # seen by a model waiting for its turn (caller_gone)
         self._step: asyncio.Future[Any] | None = None
         self._closed = False
 
     async def pull(self) -> Any:
         """The next event (or _END); ClientGone if the client left while it was computed."""
-        step = self._step = asyncio.ensure_future(run_in_threadpool(_next, self.events))
+        token = caller_gone.set(self.gone)  # copied into the step's thread with the context
+        try:
+            step = self._step = asyncio.ensure_future(run_in_threadpool(_next, self.events))
+        finally:
+            caller_gone.reset(token)
         while True:
             done, _ = await asyncio.wait({step}, timeout=DISCONNECT_POLL_S)
             if done:
@@ -204,6 +211,7 @@ class _Session:
                 return step.result()
             if self.request is not None and await self.request.is_disconnected():
                 log.info("client left before its answer was complete; stopping it")
+                self.gone.set()
                 self.close_soon()
                 raise ClientGone
 
