@@ -337,7 +337,8 @@ class Assistant:
         except LLMError as exc:
             # The detail (a model server's URL, a system error) is for the log, not for users.
             log.warning("generation failed: %s", exc)
-            note = "the language model failed; this is the extractive answer"
+            what = "timed out" if "timed out" in str(exc) else "failed"
+            note = f"the language model {what}; this is the extractive answer"
         end = time.perf_counter()
         timings.update(generate=(end - t2) * 1000,
                        first_token=((first or end) - t0) * 1000, total=(end - t0) * 1000)
