@@ -10,6 +10,7 @@ checked (answerers/generative.py, citations.py).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
@@ -67,9 +68,24 @@ class Final:
 Event = Delta | Final
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def invalid_code_point(text: str) -> str | None:
+    """The first lone surrogate in `text` (not encodable as UTF-8), or None."""
+    m = _SURROGATE.search(text)
+    return m.group() if m else None
+
+
 def validate(question: object, history: Sequence[Message], settings: Settings) -> str:
     if not isinstance(question, str):
         raise InputError("The question must be a string.")
+    for text in (question, *(m.content for m in history)):
+        bad = invalid_code_point(text) if isinstance(text, str) else None
+        if bad is not None:
+            raise InputError(f"The {'question' if text is question else 'conversation'} "
+                             f"contains an invalid character (U+{ord(bad):04X}, a lone "
+                             "surrogate); send text as valid Unicode.")
     q = question.strip()
     if not q:
         raise InputError("The question is empty.")
@@ -341,8 +357,10 @@ class Assistant:
                 raise BusyError("The language model is busy; try again shortly.") from exc
             note = "the language model was interrupted; this is the extractive answer"
         except LLMError as exc:
+            # The detail (a model server's URL, a system error) is for the log, not for users.
             log.warning("generation failed: %s", exc)
-            note = "the language model failed; this is the extractive answer"
+            what = "timed out" if "timed out" in str(exc) else "failed"
+            note = f"the language model {what}; this is the extractive answer"
         end = time.perf_counter()
         timings.update(generate=(end - t2) * 1000,
                        first_token=((first or end) - t0) * 1000, total=(end - t0) * 1000)

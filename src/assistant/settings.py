@@ -87,6 +87,23 @@ class Settings(BaseSettings):
     )
     api_key: str = Field("", description="When set, the HTTP API requires this bearer key.")
     rate_limit_per_minute: int = Field(60, description="Requests per minute per client.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="IPs of reverse proxies whose X-Forwarded-For is honoured; empty = none.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values the server answers; empty = 127.0.0.1, localhost, "
+                    "[::1] and the bind address.",
+    )
+    max_header_bytes: int = Field(65536, ge=1024, description="Largest request head "
+                                  "(request line and headers), in bytes.")
+    header_timeout_s: float = Field(10.0, gt=0, description="Time a client has to send "
+                                    "a request's line and headers.")
+    body_timeout_s: float = Field(30.0, gt=0, description="Time a client has to send a "
+                                  "request body.")
+    keep_alive_timeout_s: int = Field(5, ge=1, description="Idle keep-alive connections "
+                                      "are closed after this long.")
     llm_queue_size: int = Field(4, description="Waiting requests for the local model.")
 
     @classmethod

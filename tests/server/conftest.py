@@ -30,6 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+LOCAL = "http://127.0.0.1"  # base URL of in-process test clients: a host the server answers
 
 # A document whose text is a hostile payload: it must show as text and never run.
 PAYLOAD_SCRIPT = "<script>window.__pwned = 'doc-script'</script>"
@@ -55,13 +56,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port, in a thread; yields its URL."""
+def serving(app: Any, settings: Any = None) -> Iterator[str]:
+    """Serve an ASGI app as `assistant serve` does (uvicorn with the server's connection
+    limits) on a free loopback port, in a thread; yields its URL."""
     import uvicorn
 
+    from assistant.server.transport import uvicorn_config
+    from assistant.settings import Settings
+
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    settings = (settings or Settings(data_dir=Path("/nonexistent"))).with_overrides(
+        host="127.0.0.1", port=port)
+    server = uvicorn.Server(uvicorn_config(app, settings))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -143,6 +149,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, server_corpus: Path,
 
     from assistant import Assistant, Settings
     from assistant.server.app import make_app
+    from assistant.server.transport import uvicorn_config
 
     allowed, denied = start_host_page(), start_host_page()
     data = tmp_path_factory.mktemp("server-data")
@@ -154,8 +161,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, server_corpus: Path,
     report = assistant.ingest()
     assert report.ok and report.documents == 2, report
     app = make_app(assistant, settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(app, settings, lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

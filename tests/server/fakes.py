@@ -52,3 +52,36 @@ class FakeAssistant:
         yield Final(Answer(answer=ANSWER, refused=False, citations=[CITATION],
                            mode=generator or self._generators[0],
                            timings_ms={"total": 1.0}))
+
+
+class SlowAssistant(FakeAssistant):
+    """Like a local model on a CPU: the first token after `first_delay` seconds, then one
+    token every `token_delay`; records how many tokens it produced and whether it was closed
+    (a closed generator stops, as LocalLlama's does)."""
+
+    def __init__(self, *, first_delay: float = 1.5, token_delay: float = 0.05,
+                 tokens: int = 200) -> None:
+        super().__init__()
+        self.first_delay = first_delay
+        self.token_delay = token_delay
+        self.tokens = tokens
+        self.produced = 0
+        self.closed = threading.Event()
+        self.finished = threading.Event()
+
+    def stream(self, question: str, history: Sequence[Message] = (),
+               generator: str | None = None) -> Iterator[Event]:
+        validate(question, history, self.settings)
+        self.calls.append((question, list(history), generator))
+        try:
+            time.sleep(self.first_delay)  # prompt processing: cannot be interrupted
+            for i in range(self.tokens):
+                self.produced += 1
+                yield Delta(f"word{i} ")
+                time.sleep(self.token_delay)
+            self.finished.set()
+            yield Final(Answer(answer=ANSWER, refused=False, citations=[CITATION],
+                               mode="local", timings_ms={"total": 1.0}))
+        except GeneratorExit:
+            self.closed.set()
+            raise

@@ -17,7 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 from assistant.server.app import MAX_BODY_BYTES, Guard, RateLimiter, make_app
 from assistant.settings import Settings
 
-from .conftest import in_fresh_loop, serving
+from .conftest import LOCAL, in_fresh_loop, serving
 from .fakes import ANSWER, FakeAssistant
 
 CHUNK = 64 * 1024
@@ -25,7 +25,7 @@ OVER_CAP = MAX_BODY_BYTES // CHUNK + 2  # chunks: just past the cap
 JSON = {"content-type": "application/json"}
 TOO_LARGE = {"error": f"The request body is too large (over {MAX_BODY_BYTES} bytes)."}
 JOIN = "/gradio_api/queue/join"
-GRADIO_POSTS = [JOIN, "/gradio_api/run/chat", "/gradio_api/call/chat", "/gradio_api/upload", "/"]
+GRADIO_POSTS = [JOIN, "/gradio_api/run/chat", "/gradio_api/call/chat", "/"]
 
 
 @dataclass
@@ -71,14 +71,6 @@ async def spaces(n: int) -> AsyncIterator[bytes]:
         yield b" " * CHUNK
 
 
-async def multipart(n: int) -> AsyncIterator[bytes]:
-    yield (b'--xx\r\nContent-Disposition: form-data; name="files"; filename="a.txt"\r\n'
-           b"Content-Type: text/plain\r\n\r\n")
-    async for chunk in spaces(n):
-        yield chunk
-    yield b"\r\n--xx--\r\n"
-
-
 def join_body(fn_index: int = 0) -> bytes:
     return json.dumps({"data": ["What is it?", []], "fn_index": fn_index, "session_hash": "s1",
                        "trigger_id": None, "event_data": None}).encode()
@@ -86,7 +78,7 @@ def join_body(fn_index: int = 0) -> bytes:
 
 def test_declared_oversize_body_never_reaches_gradio(tmp_path: Path) -> None:
     fake, app, seen = spied_app(tmp_path)
-    c = TestClient(app)
+    c = TestClient(app, base_url=LOCAL)
     for path in GRADIO_POSTS:
         for method in ("POST", "PUT", "PATCH"):
             r = c.request(method, path, content=b"x" * (MAX_BODY_BYTES + 1), headers=JSON)
@@ -102,12 +94,9 @@ def test_chunked_oversize_body_is_cut_off_before_gradio_reads_it(tmp_path: Path)
 
     async def run() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            rs = [await c.post(path, content=spaces(OVER_CAP), headers=JSON)
-                  for path in (JOIN, "/gradio_api/run/chat")]
-            rs.append(await c.post("/gradio_api/upload", content=multipart(OVER_CAP * 4),
-                                   headers={"content-type": "multipart/form-data; boundary=xx"}))
-            return rs
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as c:
+            return [await c.post(path, content=spaces(OVER_CAP), headers=JSON)
+                    for path in (JOIN, "/gradio_api/run/chat")]
 
     responses = in_fresh_loop(run())
     for r in responses:
@@ -115,7 +104,7 @@ def test_chunked_oversize_body_is_cut_off_before_gradio_reads_it(tmp_path: Path)
         assert "content-length" not in r.request.headers
         assert r.status_code == 413, (r.request.url, r.text)
         assert r.json() == TOO_LARGE
-    assert [s.path for s in seen] == [JOIN, "/gradio_api/run/chat", "/gradio_api/upload"]
+    assert [s.path for s in seen] == [JOIN, "/gradio_api/run/chat"]
     for s in seen:
         assert 0 < s.body_bytes <= MAX_BODY_BYTES and s.disconnected, s
     assert fake.calls == []
@@ -148,7 +137,8 @@ def test_page_and_its_queue_still_work(tmp_path: Path) -> None:
                       if line.startswith("data: ")]
         return [e for e in events if e.get("msg") == "process_completed"]
 
-    with TestClient(app) as c:  # `with`: Gradio's queue starts with the app's lifespan
+    # `with`: Gradio's queue starts with the app's lifespan
+    with TestClient(app, base_url=LOCAL) as c:
         r = c.get("/")
         assert r.status_code == 200 and "<html" in r.text.lower()
         config = c.get("/config").json()

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from assistant.server.app import KEY_COOKIE, WRONG_KEYS_PER_MINUTE, make_app
 from assistant.settings import Settings
 
-from .conftest import serving
+from .conftest import LOCAL, serving
 from .fakes import ANSWER, FakeAssistant
 
 KEY = "s3cret-key"
@@ -24,12 +24,13 @@ GRADIO_PATHS = ["/", "/config", "/gradio_api/info", "/theme.css"]
 def page_app(tmp_path: Path, api_key: str) -> tuple[FakeAssistant, TestClient]:
     settings = Settings(data_dir=tmp_path, api_key=api_key)
     fake = FakeAssistant(settings)
-    return fake, TestClient(make_app(fake, settings), follow_redirects=False)
+    return fake, TestClient(make_app(fake, settings), follow_redirects=False,
+                            base_url=LOCAL)
 
 
 def another_client(c: TestClient, host: str) -> TestClient:
     """The same app, seen from another client address."""
-    return TestClient(c.app, follow_redirects=False, client=(host, 50000))
+    return TestClient(c.app, follow_redirects=False, client=(host, 50000), base_url=LOCAL)
 
 
 def test_without_a_key_the_page_is_open(tmp_path: Path) -> None:

@@ -12,7 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import ChatModel, LLMBusy, LLMError, Message, StreamingChatModel, Usage
+from .base import (
+    ChatModel,
+    LLMBusy,
+    LLMCancelled,
+    LLMError,
+    Message,
+    StreamingChatModel,
+    Usage,
+)
 from .local import LocalLlama
 from .local_model import (
     MODEL_NAME,
@@ -42,6 +50,7 @@ __all__ = [
     "MODEL_NAME",
     "ChatModel",
     "LLMBusy",
+    "LLMCancelled",
     "LLMError",
     "LlamaCppServer",
     "LocalLlama",

@@ -7,8 +7,10 @@ Implementations: :class:`assistant.llm.local.LocalLlama` (in-process llama.cpp) 
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Protocol, TypedDict, runtime_checkable
 
 
@@ -18,6 +20,16 @@ class LLMError(RuntimeError):
 
 class LLMBusy(LLMError):
     """Too many callers are already waiting for the model; try again later (HTTP 503)."""
+
+
+class LLMCancelled(LLMError):
+    """The caller went away (see `caller_gone`) before the model had started answering."""
+
+
+# Set, in the caller's context, to an Event that is set once nobody wants the answer any more
+# (an HTTP client disconnected): a model still waiting for its turn or for its first token
+# gives up instead of working for nobody. Closing the stream's generator covers the rest.
+caller_gone: ContextVar[threading.Event | None] = ContextVar("caller_gone", default=None)
 
 
 class Usage(TypedDict):

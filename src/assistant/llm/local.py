@@ -33,7 +33,16 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from .base import LLMBusy, LLMError, Message, StreamingChatModel, Usage, validate_messages
+from .base import (
+    LLMBusy,
+    LLMCancelled,
+    LLMError,
+    Message,
+    StreamingChatModel,
+    Usage,
+    caller_gone,
+    validate_messages,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +51,7 @@ logger = logging.getLogger(__name__)
 # lets it through as text.
 CHATML_STOPS: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
 GGUF_MAGIC = b"GGUF"
+CANCEL_POLL_S = 0.25  # how often a waiting caller checks `caller_gone`
 
 
 def check_gguf(model_path: Path) -> None:
@@ -175,7 +185,7 @@ class LocalLlama(StreamingChatModel):
 
     # -- admission: one active generation plus a bounded waiting line ------------------------
 
-    def _acquire(self, deadline: float | None) -> None:
+    def _acquire(self, deadline: float | None, gone: threading.Event | None = None) -> None:
         with self._cond:
             if self._active:
                 if self._waiting >= self.max_queue:
@@ -186,9 +196,13 @@ class LocalLlama(StreamingChatModel):
                 self._waiting += 1
                 try:
                     while self._active:
+                        if gone is not None and gone.is_set():
+                            raise LLMCancelled("the caller left while waiting for the model")
                         remaining = None if deadline is None else deadline - time.monotonic()
                         if remaining is not None and remaining <= 0:
                             raise LLMError("timed out waiting for the local model")
+                        if gone is not None:
+                            remaining = min(remaining or CANCEL_POLL_S, CANCEL_POLL_S)
                         self._cond.wait(remaining)
                 finally:
                     self._waiting -= 1
@@ -229,7 +243,8 @@ class LocalLlama(StreamingChatModel):
                 usage: dict[str, int] | None = None) -> Generator[str, None, None]:
         self.load()  # outside the timeout: loading cannot be interrupted; call load() at start-up
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        self._acquire(deadline)
+        gone = caller_gone.get()
+        self._acquire(deadline, gone)
         stop_evt = threading.Event()
         q: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         handed_off = False
@@ -242,17 +257,25 @@ class LocalLlama(StreamingChatModel):
             )
             worker.start()
             handed_off = True  # from here the worker releases the slot when llama.cpp returns
+            first = True
             while True:
-                if deadline is None:
+                if deadline is None and gone is None:
                     kind, val = q.get()
                 else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
                         raise LLMError(f"timed out after {timeout_s:g} s")
+                    if gone is not None and first:
+                        if gone.is_set():  # prompt processing goes on to its first token
+                            raise LLMCancelled("the caller left before the first token")
+                        remaining = min(remaining or CANCEL_POLL_S, CANCEL_POLL_S)
                     try:
                         kind, val = q.get(timeout=remaining)
                     except queue.Empty:
+                        if gone is not None and first:
+                            continue  # check `gone` and the deadline again
                         raise LLMError(f"timed out after {timeout_s:g} s") from None
+                first = False
                 if kind == "delta":
                     yield val
                 elif kind == "usage":

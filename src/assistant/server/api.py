@@ -5,30 +5,38 @@ The assistant's `stream()` is a synchronous generator that does CPU work (retrie
 calls), so every step of it runs in the thread pool: the event loop stays free and many
 extractive answers are served at once. `stream()` raises `InputError` / `BusyError` before its
 first event, so the first event is pulled before a 200 (or an event stream) is committed to.
+
+Every answer, streamed or not, is pulled one event at a time while the client's connection is
+watched: when the client goes away the generator is closed (a local model stops generating)
+as soon as the step in progress ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from starlette.concurrency import run_in_threadpool
 
-from ..core import BusyError, Delta, Event, Final, InputError
+from ..core import BusyError, Delta, Event, Final, InputError, invalid_code_point
+from ..llm.base import caller_gone
 from ..types import Answer, Message
 
 log = logging.getLogger(__name__)
 
 BUSY_MESSAGE = "busy, try again"
 BUSY_RETRY_AFTER_S = 5
+DISCONNECT_POLL_S = 0.25  # how often a pending answer checks that its client is still there
 
 
 class AssistantLike(Protocol):
@@ -68,9 +76,20 @@ def error_response(path: str, status: int, message: str,
 
 
 # -- request bodies ----------------------------------------------------------------------------
+def _valid_text(value: str) -> str:
+    bad = invalid_code_point(value)
+    if bad is not None:
+        raise ValueError(f"contains an invalid character (U+{ord(bad):04X}, a lone "
+                         "surrogate): send text as valid Unicode")
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_valid_text)]
+
+
 class ChatMessageIn(BaseModel):
     role: Literal["user", "assistant"]
-    content: StrictStr
+    content: Text
 
 
 class ChatRequest(BaseModel):
@@ -86,13 +105,13 @@ class ChatRequest(BaseModel):
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: StrictStr
-    text: StrictStr | None = None
+    text: Text | None = None
 
 
 class OpenAIMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: StrictStr | list[ContentPart] | None = None
+    content: Text | list[ContentPart] | None = None
 
 
 class CompletionRequest(BaseModel):
@@ -132,16 +151,6 @@ def _next(it: Iterator[Event]) -> Any:
     return next(it, _END)
 
 
-def _collect(events: Iterator[Event]) -> Answer:
-    final: Answer | None = None
-    for event in events:
-        if isinstance(event, Final):
-            final = event.answer
-    if final is None:
-        raise RuntimeError("the assistant ended without a final answer")
-    return final
-
-
 def _is_busy(exc: BaseException) -> bool:
     if isinstance(exc, BusyError):
         return True
@@ -163,46 +172,115 @@ def _map_error(exc: Exception) -> ApiError:
                     kind="server_error")
 
 
-class _Session:
-    """One answer in progress: its generator, and the first event (already pulled)."""
+class ClientGone(Exception):
+    """The client disconnected before its answer was complete."""
 
-    def __init__(self, events: Iterator[Event], first: Event) -> None:
+
+def _close(events: Iterator[Event]) -> None:
+    close = getattr(events, "close", None)
+    if close is not None:
+        # "generator already executing" (ValueError) cannot happen here: a step is never
+        # in flight when this runs (see _Session.close_soon).
+        with contextlib.suppress(ValueError):
+            close()
+
+
+class _Session:
+    """One answer in progress: its generator, pulled one event at a time in the thread pool
+    while the client is watched; closed when the client leaves or the answer ends early."""
+
+    def __init__(self, events: Iterator[Event], request: Request | None) -> None:
         self.events = events
-        self.first = first
+        self.request = request
+        self.first: Any = None
+        self.gone = threading.Event()  # seen by a model waiting for its turn (caller_gone)
+        self._step: asyncio.Future[Any] | None = None
+        self._closed = False
+
+    async def pull(self) -> Any:
+        """The next event (or _END); ClientGone if the client left while it was computed."""
+        token = caller_gone.set(self.gone)  # copied into the step's thread with the context
+        try:
+            step = self._step = asyncio.ensure_future(run_in_threadpool(_next, self.events))
+        finally:
+            caller_gone.reset(token)
+        while True:
+            done, _ = await asyncio.wait({step}, timeout=DISCONNECT_POLL_S)
+            if done:
+                self._step = None
+                return step.result()
+            if self.request is not None and await self.request.is_disconnected():
+                log.info("client left before its answer was complete; stopping it")
+                self.gone.set()
+                self.close_soon()
+                raise ClientGone
+
+    def close_soon(self) -> None:
+        """Close the generator now, or as soon as the step in progress returns (a running
+        generator cannot be closed; a local model stops at its next token)."""
+        if self._closed:
+            return
+        self._closed = True
+        step = self._step
+        loop = asyncio.get_running_loop()
+        if step is None or step.done():
+            loop.run_in_executor(None, _close, self.events)
+        else:
+            step.add_done_callback(lambda _: loop.run_in_executor(None, _close, self.events))
 
     async def rest(self) -> AsyncIterator[Event]:
+        """The first event, then the others; the generator is closed however this ends."""
+        finished = False
         try:
             yield self.first
-            async for event in iterate_in_threadpool(self.events):
+            while True:
+                event = await self.pull()
+                if event is _END:
+                    finished = True
+                    return
                 yield event
         finally:
-            close = getattr(self.events, "close", None)
-            if close is not None:
-                # Stops a model still generating for a client that left; "generator already
-                # executing" (ValueError) means it is mid-step and ends by itself.
-                with contextlib.suppress(ValueError):
-                    await run_in_threadpool(close)
+            if not finished:
+                self.close_soon()
 
 
 async def start(assistant: AssistantLike, question: str, history: list[Message],
-                generator: str | None) -> _Session:
+                generator: str | None, request: Request | None = None) -> _Session:
     """Run the assistant up to its first event; errors before it become an ApiError."""
-    events = assistant.stream(question, history, generator)
+    session = _Session(assistant.stream(question, history, generator), request)
     try:
-        first = await run_in_threadpool(_next, events)
+        first = await session.pull()
+    except ClientGone:
+        raise
     except Exception as exc:
         raise _map_error(exc) from exc
     if first is _END:
         raise _map_error(RuntimeError("no answer"))
-    return _Session(events, first)
+    session.first = first
+    return session
 
 
 async def answer_all(assistant: AssistantLike, question: str, history: list[Message],
-                     generator: str | None) -> Answer:
+                     generator: str | None, request: Request | None = None) -> Answer:
+    """The whole answer, pulled event by event so that a client leaving stops it."""
+    session = await start(assistant, question, history, generator, request)
+    final: Answer | None = None
     try:
-        return await run_in_threadpool(_collect, assistant.stream(question, history, generator))
+        async for event in session.rest():
+            if isinstance(event, Final):
+                final = event.answer
+    except ClientGone:
+        raise
     except Exception as exc:
         raise _map_error(exc) from exc
+    if final is None:
+        raise _map_error(RuntimeError("the assistant ended without a final answer"))
+    return final
+
+
+def _gone(path: str) -> Response:
+    """The answer to a client that already left (nobody reads it)."""
+    return error_response(path, 400, "The client left before the answer was complete.")
 
 
 def _sse(event: str, data: Any) -> str:
@@ -232,7 +310,7 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
         return {"status": "ok", **info, "generators": assistant.generators}
 
     @router.post("/api/chat", response_model=None)
-    async def chat(body: ChatRequest) -> JSONResponse | StreamingResponse:
+    async def chat(body: ChatRequest, request: Request) -> Response:
         """The answer to the last user message, in the `assistant ask --json` shape.
 
         With "stream": true, Server-Sent Events: `delta` events ({"text": ...}) and then one
@@ -241,10 +319,13 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
         """
         question, history = split_conversation([(m.role, m.content) for m in body.messages])
         generator = pick_generator(body.generator, strict=True)
-        if not body.stream:
-            answer = await answer_all(assistant, question, history, generator)
-            return JSONResponse(answer.to_json())
-        session = await start(assistant, question, history, generator)
+        try:
+            if not body.stream:
+                answer = await answer_all(assistant, question, history, generator, request)
+                return JSONResponse(answer.to_json())
+            session = await start(assistant, question, history, generator, request)
+        except ClientGone:
+            return _gone(request.url.path)
 
         async def events() -> AsyncIterator[str]:
             try:
@@ -253,6 +334,8 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
                         yield _sse("delta", {"text": event.text})
                     elif isinstance(event, Final):
                         yield _sse("final", event.answer.to_json())
+            except ClientGone:
+                return
             except Exception as exc:
                 yield _sse("error", {"error": _map_error(exc).message})
 
@@ -266,14 +349,20 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
         ]}
 
     @router.post("/v1/chat/completions", response_model=None)
-    async def completions(body: CompletionRequest) -> JSONResponse | StreamingResponse:
+    async def completions(body: CompletionRequest, request: Request) -> Response:
         """OpenAI-compatible; the citations travel in extra fields "citations" and "refused"."""
         question, history = split_conversation([(m.role, _openai_text(m)) for m in body.messages])
         generator = pick_generator(body.model, strict=False)
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
+        try:
+            if not body.stream:
+                answer = await answer_all(assistant, question, history, generator, request)
+            else:
+                session = await start(assistant, question, history, generator, request)
+        except ClientGone:
+            return _gone(request.url.path)
         if not body.stream:
-            answer = await answer_all(assistant, question, history, generator)
             return JSONResponse({
                 "id": cid, "object": "chat.completion", "created": created,
                 "model": answer.mode,
@@ -283,7 +372,6 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
                 "citations": [c.public() for c in answer.citations],
                 "refused": answer.refused,
             })
-        session = await start(assistant, question, history, generator)
         model = generator or (assistant.generators or ["assistant"])[0]
 
         def chunk(delta: dict[str, Any], finish: str | None = None,
@@ -304,6 +392,8 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
                         a = event.answer
                         yield chunk({}, "stop", answer=a.answer, refused=a.refused,
                                     citations=[c.public() for c in a.citations])
+            except ClientGone:
+                return
             except Exception as exc:
                 err = _map_error(exc)
                 payload = {"error": {"message": err.message, "type": err.kind}}

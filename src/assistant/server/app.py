@@ -1,8 +1,18 @@
 """The one ASGI app: FastAPI routes first (/api, /v1, /widget.js), the Gradio page mounted last.
 
-`Guard`, the outermost middleware, owns the security policy for every path, Gradio's included:
+Standard pieces where they fit, outermost first:
+- `JsonErrors`: every error response that is not already JSON `{"error": ...}` (a framework's
+  plain-text 400, a mounted app's `{"detail": ...}`) is rewritten into that shape (OpenAI's
+  under /v1);
+- uvicorn's `ProxyHeadersMiddleware`, only for the proxies named in `trusted_proxies`;
+- Starlette's `TrustedHostMiddleware`: only the `allowed_hosts` are answered (DNS rebinding);
+- `Guard`, the product's own policy for every path, Gradio's included (below);
+- Starlette's `CORSMiddleware`: CORS headers and preflights for the allowed origins (Gradio's
+  own CORS middleware steps aside when the parent app has one).
+
+`Guard`:
 - origins: a request that carries an `Origin` other than the app's own or an allowed one is
-  refused (403) before it reaches any route, and CORS headers are sent to allowed ones only;
+  refused (403) before it reaches any route (CORS alone would still run it);
 - `Content-Security-Policy: frame-ancestors 'self' <allowed origins>` and `nosniff`;
 - an optional API key for every path but /api/health and /widget.js (Gradio's page and
   routes included): `Authorization: Bearer <key>`, or the HttpOnly SameSite=Strict cookie a
@@ -10,19 +20,24 @@
 - a per-client limit on wrong keys (bearer or form): past it the key is not even checked
   and the answer is 429 with Retry-After;
 - a per-client rate limit on the answering endpoints (the Gradio chat function uses the same
-  limiter), and a cap on every request body (API and Gradio routes alike), by Content-Length
-  up front and counted as it arrives (so a chunked body without Content-Length is capped too).
+  limiter; both on the `limits` library), and a cap on every request body (API and Gradio
+  routes alike), by Content-Length up front and counted as it arrives (so a chunked body
+  without Content-Length is capped too), with a deadline for the whole body (408);
+- Gradio's upload route is refused: the chat page takes no files;
+- the status of an error the chat function reports through Gradio's HTTP API (/run, /api):
+  422 for a question it cannot take, 429 past the rate limit, 503 when busy, not 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import math
-import threading
 import time
-from collections import deque
+from http import HTTPStatus
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,7 +45,13 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..settings import Settings
@@ -46,7 +67,12 @@ RATE_LIMITED_PATHS = ("/api/chat", "/v1/chat/completions")
 PUBLIC_PATHS = ("/api/health", "/widget.js")  # open even when an API key is set
 KEY_COOKIE = "assistant_session"
 MAX_KEY_FORM_BYTES = 4096
-CORS_ALLOW_HEADERS = "authorization, content-type, x-gradio-user"
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "x-gradio-user"]
+REFUSED_PATHS = ("/gradio_api/upload",)  # the chat page takes no files
+LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+# Set by the chat function (ui.py) in the request's scope["state"]: (status, message, headers)
+# of an error it raised, so Gradio's HTTP API answers that status instead of 500.
+GRADIO_ERROR = "assistant.gradio_error"
 
 
 # -- origins -----------------------------------------------------------------------------------
@@ -86,48 +112,50 @@ class OriginPolicy:
             return "frame-ancestors *"
         return " ".join(["frame-ancestors 'self'", *self.allowed])
 
+    def cors_origins(self) -> list[str]:
+        """The allowed origins as browsers send them (CORSMiddleware compares exactly)."""
+        if self.any:
+            return ["*"]
+        out: list[str] = []
+        for o in self.allowed:
+            parts = urlsplit(o)
+            out.append(o)
+            if parts.scheme and parts.hostname:
+                base = f"{parts.scheme.lower()}://{parts.hostname.lower()}"
+                default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+                try:
+                    port = parts.port
+                except ValueError:
+                    continue
+                out.append(base if port in (None, default) else f"{base}:{port}")
+        return list(dict.fromkeys(out))
+
 
 # -- rate limit --------------------------------------------------------------------------------
 class RateLimiter:
-    """At most `per_minute` hits per client in any 60-second window; 0 disables it."""
+    """At most `per_minute` hits per client in any `window_s`-second moving window (the
+    `limits` library, in memory); 0 disables it."""
 
-    def __init__(self, per_minute: int, window_s: float = 60.0) -> None:
+    def __init__(self, per_minute: int, window_s: int = 60) -> None:
         self.per_minute = per_minute
-        self.window_s = window_s
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-        self._last_sweep = time.monotonic()
+        self._item = RateLimitItemPerSecond(max(per_minute, 1), max(int(window_s), 1))
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def hit(self, client: str) -> float:
         """Record a hit; returns 0 when allowed, else the seconds until one is allowed."""
-        if self.per_minute <= 0:
+        if self.per_minute <= 0 or self._limiter.hit(self._item, client):
             return 0.0
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last_sweep > self.window_s:  # forget idle clients
-                self._hits = {k: v for k, v in self._hits.items()
-                              if v and now - v[-1] < self.window_s}
-                self._last_sweep = now
-            hits = self._hits.setdefault(client, deque())
-            wait = self._wait(hits, now)
-            if not wait:
-                hits.append(now)
-            return wait
+        return self._retry_after(client)
 
     def wait(self, client: str) -> float:
         """Like `hit` but records nothing: 0 when a hit would be allowed now."""
-        if self.per_minute <= 0:
+        if self.per_minute <= 0 or self._limiter.test(self._item, client):
             return 0.0
-        with self._lock:
-            hits = self._hits.get(client)
-            return self._wait(hits, time.monotonic()) if hits else 0.0
+        return self._retry_after(client)
 
-    def _wait(self, hits: deque[float], now: float) -> float:
-        while hits and now - hits[0] >= self.window_s:
-            hits.popleft()
-        if len(hits) >= self.per_minute:
-            return max(self.window_s - (now - hits[0]), 0.1)
-        return 0.0
+    def _retry_after(self, client: str) -> float:
+        stats = self._limiter.get_window_stats(self._item, client)
+        return max(stats.reset_time - time.time(), 0.1)
 
 
 def client_key(scope: Scope) -> str:
@@ -197,21 +225,58 @@ class BodyTooLarge(Exception):
     pass
 
 
-# -- the guard ---------------------------------------------------------------------------------
-class Guard:
-    """Pure ASGI middleware (so streaming responses pass through untouched)."""
+# -- the guards ----------------------------------------------------------------------------------
+class OriginGate:
+    """Outside CORSMiddleware: refuses foreign origins (403) and sets the security headers."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.origins = OriginPolicy(list(settings.allowed_origins))
-        self.key = KeyCheck(settings.api_key) if settings.api_key else None
-        self.limiter = limiter
-        self.wrong_keys = RateLimiter(WRONG_KEYS_PER_MINUTE)
         self.security_headers = {
             "content-security-policy": self.origins.frame_ancestors(),
             "x-content-type-options": "nosniff",
             "referrer-policy": "strict-origin-when-cross-origin",
         }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})  # shared with the routes below (see GRADIO_ERROR)
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is not None and not self.origins.is_allowed(origin, scope, headers)[0]:
+            log.info("refused origin %s for %s", origin, scope["path"])
+            response = error_response(
+                scope["path"], 403, f"Origin {origin} is not allowed. Add it to the "
+                "allowed_origins setting (ASSISTANT_ALLOWED_ORIGINS) to use the "
+                "assistant from that site.")
+            await response(scope, receive, self._wrap_send(send))
+            return
+        await self.app(scope, receive, self._wrap_send(send))
+
+    def _wrap_send(self, send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                h = MutableHeaders(scope=message)
+                for name, value in self.security_headers.items():
+                    if name not in h:
+                        h[name] = value
+            await send(message)
+
+        return wrapped
+
+
+class Guard:
+    """Pure ASGI middleware (so streaming responses pass through untouched), inside
+    CORSMiddleware so that its refusals carry CORS headers for allowed origins."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, limiter: RateLimiter) -> None:
+        self.app = app
+        self.key = KeyCheck(settings.api_key) if settings.api_key else None
+        self.limiter = limiter
+        self.wrong_keys = RateLimiter(WRONG_KEYS_PER_MINUTE)
+        self.body_timeout_s = settings.body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and self.key is not None and not self._credentials(
@@ -222,39 +287,27 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope.setdefault("state", {})
         headers = Headers(scope=scope)
         path: str = scope["path"]
         method: str = scope["method"]
-        origin = headers.get("origin")
-        cross = False
-        if origin is not None:
-            allowed, cross = self.origins.is_allowed(origin, scope, headers)
-            if not allowed:
-                log.info("refused origin %s for %s", origin, path)
-                await self._reply(scope, receive, send, error_response(
-                    path, 403, f"Origin {origin} is not allowed. Add it to the "
-                    "allowed_origins setting (ASSISTANT_ALLOWED_ORIGINS) to use the "
-                    "assistant from that site."))
-                return
-            if method == "OPTIONS" and "access-control-request-method" in headers:
-                await self._reply(scope, receive, send, self._preflight(), cors=origin)
-                return
-        cors = origin if cross else None
-        is_api = path.startswith(API_PREFIXES)
-        if self.key is not None and path not in PUBLIC_PATHS and not (
-                is_api and method == "OPTIONS"):
+        if path.rstrip("/") in REFUSED_PATHS:
+            await self._reply(scope, receive, send, error_response(
+                path, 403, "File uploads are not accepted: the chat page takes no files."))
+            return
+        if self.key is not None and path not in PUBLIC_PATHS:
             key_refusal = await self._key_refusal(scope, receive, headers, path, method)
             if key_refusal is not None:
-                await self._reply(scope, receive, send, key_refusal, cors=cors)
+                await self._reply(scope, receive, send, key_refusal)
                 return
         refusal = self._check_request(scope, headers, path, method)
         if refusal is not None:
-            await self._reply(scope, receive, send, refusal, cors=cors)
+            await self._reply(scope, receive, send, refusal)
             return
         if method in BODILESS_METHODS:
-            await self.app(scope, receive, self._wrap_send(send, cors))
+            await self.app(scope, receive, self._wrap_send(send, scope))
             return
-        await self._call_capped(scope, receive, send, path, cors)
+        await self._call_capped(scope, receive, send, path)
 
     # -- the API key
     async def _key_refusal(self, scope: Scope, receive: Receive, headers: Headers, path: str,
@@ -350,35 +403,51 @@ class Guard:
     @staticmethod
     def _too_large(path: str, limit: int = MAX_BODY_BYTES) -> JSONResponse:
         return error_response(path, 413, f"The request body is too large "
-                              f"(over {limit} bytes).")
+                              f"(over {limit} bytes).", {"Connection": "close"})
 
-    async def _call_capped(self, scope: Scope, receive: Receive, send: Send, path: str,
-                           cors: str | None) -> None:
-        """Run the app with the body counted as it is read (Content-Length may be absent).
+    async def _call_capped(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """Run the app with the body counted as it is read (Content-Length may be absent),
+        and with a deadline for the whole body.
 
-        Past MAX_BODY_BYTES the guard answers 413 itself (unless a response has begun), tells
-        the app the client left, and drops whatever the app still sends.
+        Past MAX_BODY_BYTES (413) or the deadline (408) the guard answers itself (unless a
+        response has begun), tells the app the client left, and drops what the app still sends.
         """
         received = 0
-        started = over = refused = False
-        send_inner = self._wrap_send(send, cors)
+        started = cut = refused = body_done = False
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
+        send_inner = self._wrap_send(send, scope)
+
+        async def cut_off(response: Response) -> Message:
+            nonlocal cut, refused
+            cut = True
+            if not started:
+                refused = True
+                await self._reply(scope, receive, send, response)
+            return {"type": "http.disconnect"}
 
         async def counting_receive() -> Message:
-            nonlocal received, over, refused
-            if over:
+            nonlocal received, body_done
+            if cut:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if body_done:
+                return await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                async with asyncio.timeout(max(remaining, 0.001)):
+                    message = await receive()
+            except TimeoutError:
+                log.info("refused a request body slower than %g s for %s",
+                         self.body_timeout_s, path)
+                return await cut_off(error_response(
+                    path, 408, f"The request body did not arrive within "
+                    f"{self.body_timeout_s:g} s.", {"Connection": "close"}))
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > MAX_BODY_BYTES:
-                    over = True
                     log.info("refused a request body over %d bytes for %s",
                              MAX_BODY_BYTES, path)
-                    if not started:
-                        refused = True
-                        await self._reply(scope, receive, send, self._too_large(path),
-                                          cors=cors)
-                    return {"type": "http.disconnect"}
+                    return await cut_off(self._too_large(path))
+                body_done = not message.get("more_body", False)
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -392,38 +461,39 @@ class Guard:
         try:
             await self.app(scope, counting_receive, guarded_send)
         except Exception:
-            if not refused:  # an app failing on the "disconnect" after our 413 is expected
+            if not refused:  # an app failing on the "disconnect" after our reply is expected
                 raise
 
     # -- responses
-    def _preflight(self) -> Response:
-        return Response(status_code=204, headers={
-            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-            "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
-            "Access-Control-Max-Age": "600",
-        })
+    @staticmethod
+    def _wrap_send(send: Send, scope: Scope) -> Send:
+        """Turns a 500 from Gradio's HTTP API into the status the chat function reported
+        (GRADIO_ERROR), with the one error body."""
+        replaced = False
 
-    def _wrap_send(self, send: Send, cors: str | None, inner: bool = True) -> Send:
         async def wrapped(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                h = MutableHeaders(scope=message)
-                if inner:  # this policy is the only one: drop what an inner app decided
-                    for name in {k for k in h if k.lower().startswith("access-control-")}:
-                        del h[name]
-                for name, value in self.security_headers.items():
-                    if name not in h:
-                        h[name] = value
-                if cors is not None:
-                    h["Access-Control-Allow-Origin"] = cors
-                    h["Access-Control-Expose-Headers"] = "Retry-After"
-                    h.add_vary_header("Origin")
+            nonlocal replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start" and message["status"] == 500:
+                reported = scope.get("state", {}).get(GRADIO_ERROR)
+                if reported is not None:
+                    replaced = True
+                    status, text, extra = reported
+                    await error_response(scope["path"], status, text, extra)(
+                        scope, _no_receive, send)
+                    return
             await send(message)
 
         return wrapped
 
-    async def _reply(self, scope: Scope, receive: Receive, send: Send, response: Response,
-                     cors: str | None = None) -> None:
-        await response(scope, receive, self._wrap_send(send, cors, inner=False))
+    @staticmethod
+    async def _reply(scope: Scope, receive: Receive, send: Send, response: Response) -> None:
+        await response(scope, receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def too_many(path: str, message: str, wait: float) -> JSONResponse:
@@ -473,6 +543,9 @@ def _describe(errors: list[dict[str, Any]]) -> tuple[int, str]:
     return 422, "Invalid request: " + "; ".join(parts) + "."
 
 
+BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's, e.g. for invalid UTF-8
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -483,10 +556,130 @@ def install_error_handlers(app: FastAPI) -> None:
         status, message = _describe(list(exc.errors()))
         return error_response(request.url.path, status, message)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = _detail_text(exc.detail, request.method, request.url.path, exc.status_code)
+        return error_response(request.url.path, exc.status_code, message,
+                              dict(exc.headers or {}))
+
+
+def _detail_text(detail: Any, method: str, path: str, status: int) -> str:
+    """A framework's error detail (a string, or a list of validation errors) as one sentence."""
+    if isinstance(detail, list):
+        parts = [f"{'.'.join(str(x) for x in d.get('loc', ()) if x != 'body')}: {d.get('msg')}"
+                 if isinstance(d, dict) else str(d) for d in detail[:5]]
+        return "Invalid request: " + "; ".join(parts) + "."
+    text = str(detail).strip() if detail is not None else ""
+    if text == BODY_PARSE_ERROR:
+        return "The request body could not be read: send JSON encoded as UTF-8."
+    if status == 404 and text in ("", "Not Found"):
+        return f"Not found: {method} {path}"
+    if status == 405 and text in ("", "Method Not Allowed"):
+        return f"Method {method} is not allowed on {path}."
+    try:
+        return text or HTTPStatus(status).phrase
+    except ValueError:
+        return text or "error"
+
+
+MAX_REWRITTEN_ERROR_BYTES = 64 * 1024
+
+
+class JsonErrors:
+    """Outermost: an error response that is not JSON {"error": ...} becomes one.
+
+    Rewrites plain-text errors (TrustedHostMiddleware's "Invalid host header", CORSMiddleware's
+    "Disallowed CORS ...", Gradio's upload errors) and JSON {"detail": ...} (the mounted Gradio
+    app's 404s and validation errors) into the one shape; HTML (the key form) and bodies that
+    are already {"error": ...} pass as they are. Other headers are kept.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        body = bytearray()
+
+        async def wrapped(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                ctype = Headers(raw=message.get("headers", [])).get("content-type", "")
+                if message["status"] >= 400 and ctype.startswith(("text/plain",
+                                                                  "application/json")):
+                    start = message  # held until the body is known
+                    return
+            elif message["type"] == "http.response.body" and start is not None:
+                body.extend(message.get("body", b""))
+                if message.get("more_body", False) and len(body) <= MAX_REWRITTEN_ERROR_BYTES:
+                    return
+                held, start = start, None
+                await self._send_error(scope, held, bytes(body),
+                                       message.get("more_body", False), send)
+                return
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+
+    @staticmethod
+    async def _send_error(scope: Scope, start: Message, body: bytes, more_body: bool,
+                          send: Send) -> None:
+        message = None if more_body else _error_text(start, body, scope)
+        if message is None:  # already the right shape (or too large to look at)
+            await send(start)
+            await send({"type": "http.response.body", "body": body, "more_body": more_body})
+            return
+        response = error_response(scope["path"], start["status"], message)
+        kept = [(k, v) for k, v in start.get("headers", [])
+                if k.lower() not in (b"content-type", b"content-length")]
+        response.raw_headers = [*kept, *((k, v) for k, v in response.raw_headers
+                                         if k in (b"content-type", b"content-length"))]
+        await response(scope, _no_receive, send)
+
+
+def _error_text(start: Message, body: bytes, scope: Scope) -> str | None:
+    """The message for an error body to rewrite; None when it is fine as it is."""
+    ctype = Headers(raw=start.get("headers", [])).get("content-type", "")
+    status, method, path = start["status"], scope.get("method", ""), scope["path"]
+    text = body.decode("utf-8", "replace")
+    if ctype.startswith("text/plain"):
+        if text.strip() == "Invalid host header":  # TrustedHostMiddleware's
+            return ("This server does not answer for the host named in the request's Host "
+                    "header; add it to the allowed_hosts setting (ASSISTANT_ALLOWED_HOSTS).")
+        return _detail_text(text, method, path, status)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return _detail_text("", method, path, status)
+    if isinstance(data, dict) and "error" in data:
+        error = data["error"]
+        if (isinstance(error, str) and error) or (isinstance(error, dict)
+                                                  and error.get("message")):
+            return None
+        return _detail_text("", method, path, status)  # e.g. Gradio's {"error": null}
+    if isinstance(data, dict) and "detail" in data:
+        return _detail_text(data["detail"], method, path, status)
+    return _detail_text("", method, path, status)
+
 
 # -- the app -----------------------------------------------------------------------------------
 def widget_source() -> str:
     return resources.files("assistant.server").joinpath("static/widget.js").read_text("utf-8")
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The Host header values answered: the setting, or the loopback names plus the bind
+    address (unless it is a wildcard address, which names no host)."""
+    if settings.allowed_hosts:
+        return [h.strip().lower() for h in settings.allowed_hosts if h.strip()]
+    hosts = list(LOCAL_HOSTS)
+    host = settings.host.strip().lower()
+    if host and host not in ("0.0.0.0", "::", "[::]"):
+        hosts.append(f"[{host}]" if ":" in host and not host.startswith("[") else host)
+    return list(dict.fromkeys(hosts))
 
 
 def make_app(assistant: AssistantLike | None = None, settings: Settings | None = None, *,
@@ -527,5 +720,17 @@ def make_app(assistant: AssistantLike | None = None, settings: Settings | None =
         blocks = make_ui(assistant, settings, limiter)
         app = gr.mount_gradio_app(app, blocks, path="/", footer_links=["api"],
                                   run_history=False, ssr_mode=False)
+    # add_middleware wraps: the last added is the outermost.
     app.add_middleware(Guard, settings=settings, limiter=limiter)
+    app.add_middleware(CORSMiddleware, allow_origins=OriginPolicy(
+        list(settings.allowed_origins)).cors_origins(), allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=CORS_ALLOW_HEADERS, expose_headers=["Retry-After"], max_age=600)
+    app.add_middleware(OriginGate, settings=settings)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings),
+                       www_redirect=False)
+    if settings.trusted_proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
+    app.add_middleware(JsonErrors)
     return app

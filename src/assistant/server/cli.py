@@ -21,6 +21,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from ..core import Assistant
     from .app import make_app
+    from .transport import uvicorn_config
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
     if overrides:
@@ -41,6 +42,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"chat page  {url}/\nAPI        {url}/api/chat  (health: {url}/api/health)\n"
           f"OpenAI     {url}/v1/chat/completions\nwidget     {url}/widget.js\n"
           "Ctrl-C stops the server.", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                timeout_graceful_shutdown=3)
+    uvicorn.Server(uvicorn_config(app, settings, log_level=args.log_level)).run()
     return 0

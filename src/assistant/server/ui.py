@@ -24,7 +24,8 @@ import gradio as gr
 
 from ..core import BusyError, Delta, Final, InputError
 from ..types import GROUNDING, Answer, Message
-from .api import BUSY_MESSAGE, AssistantLike, _is_busy
+from .api import BUSY_MESSAGE, BUSY_RETRY_AFTER_S, AssistantLike, _is_busy
+from .app import GRADIO_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +179,23 @@ def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None) -> gr.
     generators = list(assistant.generators)
     feedback = FeedbackLog(Path(settings.data_dir) / "feedback.jsonl")
 
+    def fail(request: gr.Request | None, status: int, message: str,
+             headers: dict[str, str] | None = None) -> gr.Error:
+        """A gr.Error for the page; Gradio's HTTP API (/run, /api) answers `status` with it
+        instead of 500 (the guard reads the note left in the request's state)."""
+        scope = getattr(getattr(request, "request", None), "scope", None)
+        if isinstance(scope, dict):
+            scope.setdefault("state", {})[GRADIO_ERROR] = (status, message, headers or {})
+        return gr.Error(message, print_exception=False)
+
     def answer(message: str, history: list[dict[str, Any]], generator: str | None,
                request: gr.Request | None) -> Iterator[Any]:
         if limiter is not None and request is not None and request.client is not None:
             wait = limiter.hit(request.client.host)
             if wait:
-                raise gr.Error(f"Too many questions; try again in {int(wait) + 1} s.")
+                seconds = int(wait) + 1
+                raise fail(request, 429, f"Too many questions; try again in {seconds} s.",
+                           {"Retry-After": str(seconds)})
         text = ""
         try:
             for event in assistant.stream(message, to_history(history), generator):
@@ -193,14 +205,14 @@ def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None) -> gr.
                 elif isinstance(event, Final):
                     yield answer_messages(event.answer)
         except InputError as exc:
-            raise gr.Error(str(exc)) from exc
-        except BusyError as exc:
-            raise gr.Error(BUSY_MESSAGE) from exc
+            raise fail(request, 422, str(exc)) from exc
         except Exception as exc:
-            if _is_busy(exc):
-                raise gr.Error(BUSY_MESSAGE) from exc
+            if isinstance(exc, BusyError) or _is_busy(exc):
+                raise fail(request, 503, BUSY_MESSAGE,
+                           {"Retry-After": str(BUSY_RETRY_AFTER_S)}) from exc
             log.exception("answering failed")
-            raise gr.Error(f"The assistant failed to answer ({type(exc).__name__}).") from exc
+            raise fail(request, 500, f"The assistant failed to answer "
+                       f"({type(exc).__name__}).") from exc
 
     # The function's signature decides what Gradio passes, so there are two of them.
     if len(generators) > 1:
