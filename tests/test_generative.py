@@ -129,12 +129,11 @@ def test_a_model_failure_falls_back_to_the_extractive_answer_without_internals(m
 
 
 @slow
-def test_a_name_the_chosen_sentence_lacks_turns_the_answer_into_its_quote(make) -> None:
+def test_a_name_the_chosen_sentence_lacks_withholds_the_answer(make) -> None:
     model = FakeModel(pick("300 million", "Maersk lost $300 million to Lazarus hackers."))
     answer = make(model).ask(NOTPETYA)
-    assert not answer.refused and answer.grounding == "quoted"
-    assert "Lazarus" not in answer.answer and "300 million" in answer.answer
-    assert "lazarus" in answer.notes[-1]
+    assert answer.refused and answer.answer == REFUSAL and "Lazarus" not in answer.answer
+    assert "lazarus" in answer.notes[-1] and "withheld" in answer.notes[-1]
 
 
 @slow
@@ -269,10 +268,16 @@ def test_finalize_checks_figures_and_names_against_the_chosen_sentences() -> Non
                   "local")
     assert ok.grounding == "checked" and not ok.refused
     assert ok.answer == "NotPetya cost Maersk over $300 million [1] [2]."
-    assert [c.text for c in ok.citations] == [CANDS[0].text, CANDS[1].text]
+    # the sentence sharing most words first, then the one with the name it lacks
+    assert [c.text for c in ok.citations] == [CANDS[1].text, CANDS[0].text]
     wrong = finalize("Evidence: 2\nAnswer: It cost $500 million.", CANDS, "local")
-    assert wrong.grounding == "quoted" and "$300 million" in wrong.answer
-    assert "500" in wrong.notes[-1]
+    assert wrong.refused and "500" in wrong.notes[-1]
+
+
+def test_finalize_withholds_an_answer_of_the_wrong_kind() -> None:
+    q = "When did the flood close the port?"
+    got = finalize("Evidence: 2\nAnswer: The attacks were costly.", CANDS, "local", question=q)
+    assert got.refused and "date" in got.notes[-1]
 
 
 def test_finalize_refuses_without_evidence_unless_a_quote_is_confident() -> None:
