@@ -306,3 +306,18 @@ def test_the_quote_style_answers_with_the_chosen_sentences_themselves() -> None:
     got = finalize("Evidence: 2", CANDS, "local", style="quote")
     assert got.grounding == "quoted" and got.citations[0].text == CANDS[1].text
     assert got.answer == "The attacks cost the company over $300 million in damages [1]."
+
+
+def test_a_who_question_needs_a_name_the_question_does_not_use() -> None:
+    q = "Which company did the ransomware hit?"
+    named = finalize("Evidence: 1\nAnswer: Maersk was hit in 2017.", CANDS, "local", question=q)
+    assert not named.refused  # the evidence writes "Maersk" inside a sentence: a name
+    vague = finalize("Evidence: 1\nAnswer: A shipping company was hit.", CANDS, "local",
+                     question=q)
+    assert vague.refused and "name" in vague.notes[-1]
+
+
+def test_a_shown_sentence_holding_the_answers_figure_joins_the_evidence() -> None:
+    got = finalize("Evidence: 1\nAnswer: NotPetya hit Maersk and cost it $300 million.", CANDS,
+                   "local")
+    assert not got.refused and {c.text for c in got.citations} == {CANDS[0].text, CANDS[1].text}

@@ -29,10 +29,10 @@ from itertools import zip_longest
 
 from ..citations import conflates, names, numbers
 from ..conversation import split_parts
-from ..text import last_heading, sentence_spans, strip_markdown, tokens
+from ..text import last_heading, sentence_spans, strip_markdown, tokens, words
 from ..types import Answer, Citation, Message, Passage
 from . import REFUSAL
-from .extractive import Unit, gives_what_is_asked
+from .extractive import Unit, gives_what_is_asked, needs_name
 
 SYSTEM_PROMPT = (
     "You answer questions about documents. You are given numbered sentences taken from the "
@@ -332,6 +332,21 @@ def quoted(cands: Sequence[Candidate], mode: str) -> Answer:
                   grounding="quoted")
 
 
+def _gives_what_is_asked(question: str, answer: str, evidence: str) -> bool:
+    """A date for "when", a figure for "how many/much", and for "who"/"which company" a
+    name the question does not already use. A name is what the documents write with a
+    capital inside a sentence; an answer's first word counts when the evidence writes it so
+    ("Maersk was hit ..." yes, "Ratifications of ..." no)."""
+    if not needs_name(question):
+        return gives_what_is_asked(question, answer)
+    asked = {w.lower() for w in words(question)}
+    found = names(answer)
+    first = next(iter(words(answer)), "")
+    if first[:1].isupper() and first.lower() in names(evidence):
+        found.add(first.lower())
+    return bool(found - asked)
+
+
 def _withheld(mode: str, note: str) -> Answer:
     return Answer(answer=REFUSAL, refused=True, mode=mode, grounding="refused", notes=[note])
 
@@ -401,16 +416,23 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
         return quoted(chosen, mode)
     if not reply.answer or is_refusal(reply.answer):
         return _withheld(mode, "the model chose evidence but found no answer in it")
-    # An answer that needs a figure or name its chosen sentences lack shows that they do not
+    # The model often lists less evidence than it used (one part of a two-part question):
+    # a shown sentence that holds a figure or name of the answer joins the evidence.
+    for c in cands:
+        if c not in chosen and any(_holds(_evidence_text([c]), x)
+                                   for x in unsupported_specifics(reply.answer,
+                                                                  _evidence_text(chosen))):
+            chosen.append(c)
+    # An answer that needs a figure or name no shown sentence has shows that they do not
     # hold the answer (the model filled the gap from elsewhere): withheld, not quoted.
     missing = unsupported_specifics(reply.answer, f"{_evidence_text(chosen)}\n{question}")
     if missing:
         return _withheld(mode, f"the model's answer named {', '.join(missing)}, which its "
-                               "chosen sentences do not; it was withheld")
+                               "evidence does not; it was withheld")
     # "When ...?" answered without a date, "How many ...?" without a count, "Who ...?"
     # without a name: the chosen sentences answer a neighbouring question.
-    if len(split_parts(question)) == 1 and not gives_what_is_asked(question, reply.answer,
-                                                                   first_word=True):
+    if len(split_parts(question)) == 1 and not _gives_what_is_asked(
+            question, reply.answer, _evidence_text(chosen)):
         return _withheld(mode, "the model's answer does not give what the question asks for "
                                "(a date, a figure or a name); it was withheld")
     passages = list({c.passage.id: c.passage for c in chosen}.values())
