@@ -25,7 +25,7 @@ from assistant.answerers.generative import (
     grammar,
     parse_reply,
 )
-from assistant.llm import LLMBusy, LLMError
+from assistant.llm import LLMBusy, LLMError, Usage
 from assistant.types import Answer, Message, Passage
 
 from .conftest import BROCHURE, CORPUS
@@ -53,7 +53,7 @@ class FakeModel:
         self.prompts: list[list[dict[str, str]]] = []
         self.grammars: list[str | None] = []
         self.fail_after = fail_after
-        self.last_usage = None
+        self.last_usage: Usage | None = None
 
     def stream(self, messages, *, grammar=None, usage=None, **kwargs) -> Iterator[str]:
         self.prompts.append(messages)

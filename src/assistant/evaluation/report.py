@@ -388,12 +388,13 @@ def comparison_markdown(sets: Sequence[tuple[str, Sequence[RunResult]]], commit:
             values = [r.summary.get(key) if r else None for r in runs]
             cells = [fmt(v, kind) for v in values]
             gaps = []
+            base = values[0]
             for v in values[1:]:
-                base = values[0]
-                ok = isinstance(v, (int, float)) and isinstance(base, (int, float)) \
-                    and not (math.isnan(v) or math.isnan(base))
-                gaps.append((f"{v - base:+.3f}" if kind == "ratio" else f"{v - base:+.0f} ms")
-                            if ok else "–")
+                if not (isinstance(v, int | float) and isinstance(base, int | float)) \
+                        or math.isnan(v) or math.isnan(base):
+                    gaps.append("–")
+                    continue
+                gaps.append(f"{v - base:+.3f}" if kind == "ratio" else f"{v - base:+.0f} ms")
             lines.append(f"| {label} | {target_text(key)} | " + " | ".join(cells)
                          + "".join(f" | {g}" for g in gaps) + " |")
         lines += ["", "Correct answers per grounding label (what the pipeline did):", "",

@@ -179,7 +179,8 @@ class OpenAICompatible(StreamingChatModel):
         self.last_usage = Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0),
                                 completion_tokens=int(usage.get("completion_tokens") or 0))
         if out is not None:
-            out.update(self.last_usage)
+            out["prompt_tokens"] = self.last_usage["prompt_tokens"]
+            out["completion_tokens"] = self.last_usage["completion_tokens"]
 
     def _whole_json(self, text: str, usage_out: dict[str, int] | None = None
                     ) -> Generator[str, None, None]:
