@@ -34,9 +34,9 @@ def test_eval_command_writes_the_reports(tmp_path: Path, monkeypatch: pytest.Mon
                                          capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("ASSISTANT_CORPUS_DIR", str(CORPUS))
     out = tmp_path / "reports"
-    code = main(["eval", "--config", "extractive", "--only", "fact-01",
-                 "follow-01", "adv-04", "unans-01", "--out", str(out), "--failures",
-                 str(tmp_path / "failures.txt"), "--no-support-validation"])
+    code = main(["eval", "--config", "extractive", "--set", str(ROOT / "eval" / "questions.jsonl"),
+                 "--only", "fact-01", "follow-01", "adv-04", "unans-01", "--out", str(out),
+                 "--failures", str(tmp_path / "failures.txt"), "--no-support-validation"])
     assert code == 0
     md = (out / "eval-questions.md").read_text()
     assert "| Must-contain accuracy (answerable) |" in md and "`baseline`" in md

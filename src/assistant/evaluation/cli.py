@@ -46,8 +46,8 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None,
                    help="report file name without extension (default: eval-<set name>)")
     p.add_argument("--failures", type=Path, default=None,
-                   help="also write the failing items, as plain text, to this file (one "
-                        "file per set, the set's name appended)")
+                   help="also write the failing items, as plain text, to this file (with "
+                        "several sets, one file per set, the set's name appended)")
     p.add_argument("--thresholds", type=Path, default=None,
                    help="exit 1 when the first configuration falls below these thresholds "
                         "(e.g. eval/thresholds.toml)")
@@ -182,8 +182,10 @@ def _run_set(qset: Path, configs: list[Any], args: argparse.Namespace, settings:
     title = f"Evaluation: {qset.name}"
     paths = report.write(out_dir, stem, title, runs, meta, support)
     if args.failures:
+        several = args.question_sets is None or len(args.question_sets) > 1
         failures = args.failures.with_name(f"{args.failures.stem}-{qset.stem}"
-                                           f"{args.failures.suffix}")
+                                           f"{args.failures.suffix}") if several \
+            else args.failures
         failures.write_text(report.failures_text(runs), encoding="utf-8")
     for run in runs:
         if run.skipped:
