@@ -170,9 +170,10 @@ def render_view(doc: DocumentText, finding: Finding) -> str:
         section = doc.section_at(finding.span[0])
         if section:
             where.append(f"<strong>{escape(section)}</strong>")
-        page = doc.page_at(finding.span[0])
-        if page is not None:
-            where.append(f'<a href="#page-{page}">page {page}</a>')
+        first, last = doc.page_at(finding.span[0]), doc.page_at(finding.span[1] - 1)
+        if first is not None and last is not None:
+            where.append(f'<a href="#page-{first}">page {first}</a>' if first == last else
+                         f'<a href="#page-{first}">pages {first}–{last}</a>')
         if where:
             head.append(f'<p class="where">Cited passage: {" · ".join(where)}</p>')
     if finding.notice:
