@@ -37,25 +37,28 @@ SCRIPT_PATH = "/docview.js"  # static/docview.js, served by app.py beside /widge
 STYLE = """
 body { margin: 0; font: 16px/1.6 system-ui, 'DejaVu Sans', sans-serif; color: #1b1f24;
        background: #f6f7f9; }
-header { background: #fff; border-bottom: 1px solid #d5d9de; padding: 1rem 1.5rem; }
-header .back { font-size: .9rem; color: #1f5fbf; }
-header h1 { margin: .3rem 0 .1rem; font-size: 1.45rem; line-height: 1.3; }
-.meta, .where { margin: .2rem 0; color: #57606a; font-size: .95rem; }
+header { position: sticky; top: 0; z-index: 1; background: #fff; padding: .6rem 1.5rem .7rem;
+         border-bottom: 1px solid #d5d9de; box-shadow: 0 2px 8px rgba(0,0,0,.06); }
+.bar { display: flex; flex-wrap: wrap; gap: .2rem 1rem; font-size: .85rem; color: #57606a; }
+.bar a { color: #1f5fbf; }
+h1 { margin: .15rem 0 0; font-size: 1.3rem; line-height: 1.3; }
+.where { margin: .15rem 0 0; color: #57606a; font-size: .95rem; }
 .where strong { color: #1b1f24; }
-.notice { margin: .8rem 0 0; padding: .6rem .8rem; border-radius: 8px; background: #fff4d6;
+main { max-width: 50rem; margin: 0 auto; padding: 1rem 1.5rem 60vh; background: #fff;
+       min-height: 60vh; }
+.notice { margin: .5rem 0 1rem; padding: .6rem .8rem; border-radius: 8px; background: #fff4d6;
           border: 1px solid #e0b252; }
 .notice.same { background: #eaf5ea; border-color: #8cc08c; }
+.notice p { margin: 0; }
 blockquote { margin: .6rem 0 0; padding: .5rem .8rem; border-left: 4px solid #b08800;
              background: #fffbe6; white-space: pre-wrap; overflow-wrap: anywhere; }
-main { max-width: 50rem; margin: 0 auto; padding: 1rem 1.5rem 40vh; background: #fff;
-       min-height: 60vh; }
 h2.section { font-size: 1.1rem; margin: 1.6rem 0 .5rem; color: #24292f; }
 .chunk { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0 0 1rem; }
+.chunk.cited { border-left: 4px solid #e0a800; margin-left: -1rem; padding-left: calc(1rem - 4px); }
 .page { display: block; margin: 1.2rem 0 .6rem; color: #6a737d; font-size: .85rem;
         border-top: 1px dashed #c9ced4; padding-top: .2rem; }
-mark { background: #ffe27a; color: inherit; padding: .05rem 0; }
-#cite { scroll-margin-top: 30vh; }
-mark#cite { outline: 2px solid #e0a800; }
+mark { background: #ffe27a; color: inherit; padding: .1rem 0; }
+#cite, .page { scroll-margin-top: 35vh; }
 """
 STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 
@@ -131,7 +134,8 @@ def _chunk_html(doc: DocumentText, span: tuple[int, int] | None, breaks: dict[in
                 piece = ("<mark>" if cited else '<mark id="cite">') + piece + "</mark>"
                 cited = True
             parts.append(piece)
-        out.append(f'<div class="chunk">{"".join(parts)}</div>')
+        holds = span is not None and c.start <= span[0] < c.end
+        out.append(f'<div class="chunk{" cited" if holds else ""}">{"".join(parts)}</div>')
     return "\n".join(out)
 
 
@@ -144,7 +148,7 @@ def _root(document: str) -> str:
     return "../" * (1 + document.count("/"))
 
 
-def _page(title: str, document: str, body: str) -> str:
+def _page(title: str, document: str, header: str, main: str) -> str:
     root = _root(document)
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
@@ -152,19 +156,28 @@ def _page(title: str, document: str, body: str) -> str:
         f"<title>{escape(title)} · Document assistant</title>\n"
         f"<style>{STYLE}</style>\n"
         f'<script src="{root}{SCRIPT_PATH.lstrip("/")}" defer></script>\n'
-        "</head><body>\n"
-        f'<header><a class="back" href="{root}">Document assistant</a>\n{body}'
+        f"</head><body>\n<header>\n{header}\n</header>\n<main>\n{main}\n</main>\n"
         "</body></html>\n"
     )
 
 
+def _bar(document: str, detail: str = "") -> str:
+    return (f'<div class="bar"><a class="back" href="{_root(document)}">Document assistant</a>'
+            f'<span class="meta">{escape(document)}{detail}</span></div>')
+
+
+def _notice(text: str, quote: str, *, same: bool, anchor: bool) -> str:
+    cls = "notice same" if same else "notice"
+    ident = ' id="cite"' if anchor else ""  # nothing to highlight: the link leads here
+    shown = f"<blockquote>{escape(quote)}</blockquote>" if quote else ""
+    return f'<div class="{cls}"{ident} role="status"><p>{escape(text)}</p>{shown}</div>'
+
+
 def render_view(doc: DocumentText, finding: Finding) -> str:
-    """The whole page: the header (title, where the passage is, any notice) and the text."""
-    head = [f"<h1>{escape(doc.title)}</h1>"]
-    meta = escape(doc.document)
-    if doc.is_pdf:
-        meta += f" · PDF, {len(doc.pages)} page{'s' if len(doc.pages) != 1 else ''}"
-    head.append(f'<p class="meta">{meta}</p>')
+    """The whole page: a header (title, where the passage is), any notice, and the text."""
+    pages = len(doc.pages)
+    detail = f" · PDF, {pages} page{'s' if pages != 1 else ''}" if doc.is_pdf else ""
+    header = [_bar(doc.document, detail), f"<h1>{escape(doc.title)}</h1>"]
     if finding.span is not None:
         where = []
         section = doc.section_at(finding.span[0])
@@ -175,28 +188,23 @@ def render_view(doc: DocumentText, finding: Finding) -> str:
             where.append(f'<a href="#page-{first}">page {first}</a>' if first == last else
                          f'<a href="#page-{first}">pages {first}–{last}</a>')
         if where:
-            head.append(f'<p class="where">Cited passage: {" · ".join(where)}</p>')
+            header.append(f'<p class="where">Cited passage: {" · ".join(where)}</p>')
+    main = []
     if finding.notice:
-        anchor = ' id="cite"' if finding.span is None else ""
-        cls = "notice same" if finding.same else "notice"
-        head.append(f'<div class="{cls}"{anchor} role="status"><p>{escape(finding.notice)}</p>'
-                    + (f"<blockquote>{escape(finding.quote)}</blockquote>" if finding.quote
-                       else "") + "</div>")
+        main.append(_notice(finding.notice, finding.quote, same=finding.same,
+                            anchor=finding.span is None))
     breaks: dict[int, int] = {}
     for n, offset in enumerate(doc.pages, 1):
         breaks[offset] = n  # an empty page starts where the next one does: the last wins
-    text = _chunk_html(doc, finding.span, breaks)
-    body = "\n".join(head) + "\n</header>\n<main>\n" + text + "\n</main>\n"
-    return _page(doc.title, doc.document, body)
+    main.append(_chunk_html(doc, finding.span, breaks))
+    return _page(doc.title, doc.document, "\n".join(header), "\n".join(main))
 
 
 def render_missing(document: str, quote: str) -> str:
-    body = (f"<h1>Not in the index</h1>\n<p class=\"meta\">{escape(document)}</p>\n"
-            '<div class="notice" id="cite" role="status"><p>No document of this name is in '
-            "the index (any more).</p>"
-            + (f"<p>The quote as it was:</p><blockquote>{escape(quote)}</blockquote>"
-               if quote else "") + "</div>\n</header>\n")
-    return _page("Not in the index", document, body)
+    header = _bar(document) + "\n<h1>Not in the index</h1>"
+    main = _notice("No document of this name is in the index (any more)."
+                   + (" The quote as it was:" if quote else ""), quote, same=False, anchor=True)
+    return _page("Not in the index", document, header, main)
 
 
 def content_security_policy(frame_ancestors: str) -> str:
