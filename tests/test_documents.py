@@ -62,3 +62,16 @@ def test_unusable_files_get_a_clear_error(tmp_path: Path, name: str, content: by
     path.write_bytes(content)
     with pytest.raises(DocumentError, match=reason):
         load_document(path)
+
+
+def test_pdf_pages_are_recorded(tmp_path: Path) -> None:
+    from .pdf import text_pdf
+
+    path = tmp_path / "p.pdf"
+    path.write_bytes(text_pdf([["First page words."], [], ["Third page words."]]))
+    doc = load_document(path)
+    assert len(doc.pages) == 3  # page n starts at pages[n-1]; the empty page where the next does
+    assert doc.text[doc.pages[0]:].startswith("First page words.")
+    assert doc.pages[1] == doc.pages[2] and doc.text[doc.pages[2]:].startswith("Third page")
+    (tmp_path / "a.md").write_text("# A\n\nText.\n")
+    assert load_document(tmp_path / "a.md").pages == []

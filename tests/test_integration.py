@@ -63,8 +63,12 @@ def test_cli_ask_json_shape(brochure_data_dir: Path, monkeypatch: pytest.MonkeyP
     assert {"answer", "refused", "citations", "mode", "timings_ms"} <= set(out)
     assert out["refused"] is False and out["mode"] == "extractive"
     cite = out["citations"][0]
-    assert set(cite) == {"id", "document", "title", "section", "text"}
-    assert "300 million" in cite["text"]
+    assert set(cite) == {"id", "document", "title", "section", "text", "start", "end", "page",
+                         "url"}
+    assert "300 million" in cite["text"] and cite["page"] is None
+    text = (CORPUS / cite["document"]).read_text(encoding="utf-8")
+    assert text[cite["start"]:cite["end"]] == cite["text"]
+    assert cite["url"].startswith(f"docs/{cite['document']}?start={cite['start']}&")
     assert main(["ask", "--json", " "]) == 2
     assert "empty" in json.loads(capsys.readouterr().out)["error"]
 

@@ -99,7 +99,8 @@ def _print_answer(answer: Any, *, streamed: bool = False) -> None:
             quote = " ".join(c.text.split())
             if len(quote) > 300:
                 quote = quote[:297] + "..."
-            print(f"  [{c.id}] {c.title} — {c.section or '(top)'} ({c.document})")
+            where = c.document + (f", page {c.page}" if c.page is not None else "")
+            print(f"  [{c.id}] {c.title} — {c.section or '(top)'} ({where})")
             print(f"      \"{quote}\"")
     for note in answer.notes:
         print(f"\nnote: {note}")

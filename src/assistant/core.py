@@ -26,8 +26,9 @@ from .embeddings import Embedder, load_embedder
 from .ingest import IngestReport, Progress, ingest
 from .retrieval import HybridRetriever
 from .settings import Settings
+from .sources import DocumentText, content_hash, page_at
 from .store import ChromaIndex
-from .types import Answer, Message, Passage
+from .types import Answer, Citation, Message, Passage
 
 if TYPE_CHECKING:
     from .llm import ChatModel
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 # Below this extractive score the question is off-topic: refuse without asking the model
 # (fast, and an injected instruction never reaches it).
 LLM_GATE = 0.25
+MANIFEST_REFRESH_S = 2.0  # how old the document hashes and page starts stamped on citations may be
 
 
 class InputError(ValueError):
@@ -135,6 +137,7 @@ class Assistant:
             self.embedder.embed, stored=self.index.sentence_embeddings)
         self._models: dict[str, ChatModel] = {}
         self._model_lock = threading.Lock()
+        self._manifest: tuple[float, dict[str, Any]] | None = None
         if chat_model is not None:
             self.mode = "openai" if chat_model.name.startswith("openai") else "local"
             self._models[self.mode] = chat_model
@@ -158,6 +161,7 @@ class Assistant:
                         chunk_chars=self.settings.chunk_chars, progress=progress)
         if self._retriever is not None:
             self._retriever.refresh(force=True)
+        self._manifest = None
         return report
 
     @property
@@ -168,6 +172,32 @@ class Assistant:
                 hybrid=self.settings.hybrid, sentence_search=self.settings.sentence_search,
             )
         return self._retriever
+
+    def document(self, document: str) -> DocumentText | None:
+        """An indexed document's text (rebuilt from its chunks), content hash and page starts,
+        as the served index generation holds them; None when it is not in the index."""
+        for _ in range(3):  # an ingest may switch generations between the two reads
+            state = self.index.state()
+            entry = state["manifest"].get(document)
+            if entry is None:
+                return None
+            chunks = self.index.document_chunks(document)
+            if self.index.state()["active"] == state["active"]:
+                break
+        return DocumentText.build(document, entry, chunks)
+
+    def _located(self, citations: list[Citation]) -> list[Citation]:
+        """Citations with their document's content hash and, for PDFs, their page."""
+        now = time.monotonic()
+        if self._manifest is None or now - self._manifest[0] > MANIFEST_REFRESH_S:
+            self._manifest = (now, self.index.state()["manifest"])
+        manifest = self._manifest[1]
+        out = []
+        for c in citations:
+            entry = manifest.get(c.document) or {}
+            out.append(replace(c, version=content_hash(entry),
+                               page=page_at(entry.get("pages") or (), c.start)))
+        return out
 
     def health(self) -> dict[str, Any]:
         r = self.retriever
@@ -295,6 +325,7 @@ class Assistant:
             result.suggestions = extractive.refusal(all_passages).suggestions
         if not result.grounding:
             result.grounding = "refused" if result.refused else "quoted"
+        result.citations = self._located(result.citations)
         yield Final(result)
 
     def _standalone(self, q: str, history: Sequence[Message], gen: str,

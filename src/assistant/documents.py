@@ -30,6 +30,9 @@ class SourceDocument:
     kind: str  # "markdown" | "text" | "html" | "pdf"
     metadata: dict[str, str] = field(default_factory=dict)
     body_start: int = 0  # offset where the body starts (after front matter)
+    # PDFs: where each page's text starts in `text` (page n at pages[n-1]; an empty page
+    # starts where the next one does).
+    pages: list[int] = field(default_factory=list)
 
     @property
     def content_hash(self) -> str:
@@ -102,7 +105,8 @@ def _html_to_markdown(html: str) -> tuple[str, str]:
     return "\n\n".join(blocks) + "\n", title
 
 
-def _pdf_text(path: Path) -> str:
+def _pdf_text(path: Path) -> tuple[str, list[int]]:
+    """The text, and where each page starts in it."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -112,7 +116,14 @@ def _pdf_text(path: Path) -> str:
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
         raise DocumentError(f"unreadable PDF ({exc})") from exc
     # Page texts become paragraphs; PDF line breaks inside a paragraph are kept as-is.
-    return "\n\n".join(p.strip() for p in pages if p.strip()) + "\n"
+    kept = [p.strip() for p in pages]
+    text = "\n\n".join(p for p in kept if p) + "\n"
+    starts, offset = [], 0
+    for p in kept:
+        starts.append(offset)
+        if p:
+            offset += len(p) + 2
+    return text, starts
 
 
 def load_document(path: Path, doc_id: str | None = None) -> SourceDocument:
@@ -131,9 +142,10 @@ def load_document(path: Path, doc_id: str | None = None) -> SourceDocument:
         raise DocumentError("empty file")
     if size > MAX_FILE_BYTES:
         raise DocumentError(f"file too large ({size} bytes; limit {MAX_FILE_BYTES})")
+    pages: list[int] = []
     try:
         if suffix == ".pdf":
-            text, kind, html_title = _pdf_text(path), "pdf", ""
+            (text, pages), kind, html_title = _pdf_text(path), "pdf", ""
         elif suffix in {".html", ".htm"}:
             text, html_title = _html_to_markdown(_read_text_file(path))
             kind = "html"
@@ -159,6 +171,7 @@ def load_document(path: Path, doc_id: str | None = None) -> SourceDocument:
         kind=kind,
         metadata=meta,
         body_start=body_start,
+        pages=pages,
     )
 
 

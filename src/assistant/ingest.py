@@ -109,12 +109,16 @@ def ingest(
             seen.add(doc.id)
             fp = _fingerprint(doc, chunk_chars, embedder.name)
             previous = manifest.get(doc.id)
-            if previous and previous["fingerprint"] == fp:
+            # (A PDF recorded before page numbers were is read again, once, for them.)
+            if previous and previous["fingerprint"] == fp and (
+                    not doc.pages or "pages" in previous):
                 report.unchanged.append(doc.id)
                 continue
             (report.updated if previous else report.added).append(doc.id)
             manifest[doc.id] = {"fingerprint": fp, "path": str(path.resolve()), "root": root,
                                 "title": doc.title}
+            if doc.pages:  # where each page starts: citations and the document view say it
+                manifest[doc.id]["pages"] = doc.pages
             to_embed.append(doc)
 
     if sync:

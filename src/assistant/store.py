@@ -176,6 +176,16 @@ class ChromaIndex:
             for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         ]
 
+    def document_chunks(self, document: str) -> list[Chunk]:
+        """The chunks of one document in the served generation, in document order."""
+        col = self.active_collection()
+        if col is None:
+            return []
+        got = col.get(where={"document": document}, include=["documents", "metadatas"])
+        chunks = [_chunk(i, t or "", m or {})
+                  for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
+        return sorted(chunks, key=lambda c: c.start)
+
     def query(self, embedding: np.ndarray, k: int) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) of the k nearest chunks."""
         col = self.active_collection(refresh=False)

@@ -9,8 +9,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote, urlencode
 
 Role = Literal["user", "assistant"]
+
+# A link to a cited passage carries the quote (its first this many characters), so that the
+# document view can still show it after the document has changed.
+QUOTE_LINK_CHARS = 500
+VERSION_CHARS = 16  # of the document's SHA-256 content hash, in a link
+
+
+def source_url(document: str, start: int, end: int, version: str = "", quote_text: str = ""
+               ) -> str:
+    """The document view's URL of a passage, relative to the app's base URL:
+    `docs/<document>?start=S&end=E&v=<content hash>&q=<quote>#cite`."""
+    params: dict[str, str | int] = {"start": start, "end": end}
+    if version:
+        params["v"] = version[:VERSION_CHARS]
+    if quote_text:
+        params["q"] = quote_text[:QUOTE_LINK_CHARS]
+    query = urlencode(params, quote_via=quote)
+    return f"docs/{quote(document, safe='/')}?{query}#cite"
 
 
 @dataclass(frozen=True)
@@ -46,8 +65,15 @@ class Citation:
     section: str
     text: str  # the quoted evidence: verbatim from the corpus
     passage_id: str = ""
-    start: int = 0
+    start: int = 0  # character offsets of `text` in the document's text
     end: int = 0
+    page: int | None = None  # PDFs: the page `text` starts on (1-based)
+    version: str = ""  # the document's content hash (SHA-256 of its text) when cited
+
+    @property
+    def url(self) -> str:
+        """The document view of this passage, relative to the app's base URL."""
+        return source_url(self.document, self.start, self.end, self.version, self.text)
 
     def public(self) -> dict[str, Any]:
         """The stable JSON shape shared by the CLI, the API, the widget and the evaluation."""
@@ -59,6 +85,8 @@ class Citation:
             "text": self.text,
             "start": self.start,  # character offsets of `text` in the document
             "end": self.end,
+            "page": self.page,  # PDFs only; null otherwise
+            "url": self.url,  # the document view, with the quote highlighted
         }
 
 

@@ -8,11 +8,22 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from assistant.chunking import chunk_document
 from assistant.core import BusyError, Delta, Event, Final, validate
+from assistant.documents import SourceDocument
 from assistant.settings import Settings
+from assistant.sources import DocumentText
 from assistant.types import Answer, Citation, Message
 
-CITATION = Citation(1, "doc.md", "A document", "Part › Section", "Quoted <b>text</b> [sic].")
+QUOTE = "Quoted <b>text</b> [sic]."
+# The fake's one document: markup in it must stay text in the document view.
+DOCUMENT = SourceDocument(
+    id="doc.md", path=Path("doc.md"), title="A document", kind="markdown",
+    text=f"# A document\n\n## Part\n\n### Section\n\nA first sentence. {QUOTE} "
+         "<script>window.__pwned = 'fake'</script> And <img src=x onerror=alert(1)> more.\n")
+CITATION = Citation(1, "doc.md", "A document", "Part › Section", QUOTE,
+                    start=DOCUMENT.text.index(QUOTE),
+                    end=DOCUMENT.text.index(QUOTE) + len(QUOTE), version=DOCUMENT.content_hash)
 ANSWER = "The answer is here [1]."
 
 
@@ -35,6 +46,12 @@ class FakeAssistant:
     def health(self) -> dict[str, Any]:
         return {"documents": 1, "chunks": 3, "generator": self._generators[0],
                 "store": "embedded", "embedding_model": "fake"}
+
+    def document(self, document: str) -> DocumentText | None:
+        if document != DOCUMENT.id:
+            return None
+        entry = {"fingerprint": f"{DOCUMENT.content_hash}:2:900:fake", "title": DOCUMENT.title}
+        return DocumentText.build(DOCUMENT.id, entry, chunk_document(DOCUMENT))
 
     def stream(self, question: str, history: Sequence[Message] = (),
                generator: str | None = None) -> Iterator[Event]:

@@ -24,7 +24,7 @@ from assistant.settings import Settings
 from assistant.types import Message
 
 from .conftest import LOCAL, in_fresh_loop, serving
-from .fakes import ANSWER, FakeAssistant
+from .fakes import ANSWER, CITATION, FakeAssistant
 
 Q = {"role": "user", "content": "What is it?"}
 
@@ -55,9 +55,10 @@ def test_chat_answers_last_user_message_with_history() -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["answer"] == ANSWER and body["refused"] is False
-    assert body["citations"][0] == {"id": 1, "document": "doc.md", "title": "A document",
-                                    "section": "Part › Section",
-                                    "text": "Quoted <b>text</b> [sic]."}
+    assert body["citations"][0] == {
+        "id": 1, "document": "doc.md", "title": "A document", "section": "Part › Section",
+        "text": "Quoted <b>text</b> [sic].", "start": CITATION.start, "end": CITATION.end,
+        "page": None, "url": CITATION.url}
     assert set(body) >= {"answer", "refused", "citations", "mode", "timings_ms"}
     question, history, generator = fake.calls[0]
     assert question == "Which countries does it cover?"

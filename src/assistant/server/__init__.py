@@ -2,6 +2,7 @@
 
 - `api.py`     FastAPI routes: /api/chat (JSON or SSE), /api/health, /v1/chat/completions
 - `ui.py`      the Gradio chat page (gr.ChatInterface) at /
+- `docview.py` the document view at /docs/<document>: a cited passage in its document
 - `app.py`     builds the one ASGI app (routes first, Gradio mounted last) and its middleware:
                error shape, hosts, origins (CORS), security headers, API key, rate limits
 - `transport.py` how uvicorn runs it: h11 with a header cap and deadlines, no proxy headers
@@ -9,6 +10,7 @@
 - `faults.py`  `python -m assistant.server.faults`: fault-injection probes against a server
 - `loadtest.py` `python -m assistant.server.loadtest`: latency under concurrent clients
 - `static/widget.js` the embeddable chat widget, served at /widget.js
+- `static/docview.js` the document view's one script (scrolls to the passage)
 """
 
 from __future__ import annotations

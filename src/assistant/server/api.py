@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..core import BusyError, Delta, Event, Final, InputError, invalid_code_point
 from ..llm.base import caller_gone
+from ..sources import DocumentText
 from ..types import Answer, Message
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class AssistantLike(Protocol):
 
     def stream(self, question: str, history: Sequence[Message] = (),
                generator: str | None = None) -> Iterator[Event]: ...
+
+    def document(self, document: str) -> DocumentText | None: ...
 
 
 class ApiError(Exception):

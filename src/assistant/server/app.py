@@ -1,4 +1,5 @@
-"""The one ASGI app: FastAPI routes first (/api, /v1, /widget.js), the Gradio page mounted last.
+"""The one ASGI app: FastAPI routes first (/api, /v1, /widget.js, the document view /docs/...),
+the Gradio page mounted last.
 
 Standard pieces where they fit, outermost first:
 - `JsonErrors`: every error response that is not already JSON `{"error": ...}` (a framework's
@@ -14,9 +15,10 @@ Standard pieces where they fit, outermost first:
 - origins: a request that carries an `Origin` other than the app's own or an allowed one is
   refused (403) before it reaches any route (CORS alone would still run it);
 - `Content-Security-Policy: frame-ancestors 'self' <allowed origins>` and `nosniff`;
-- an optional API key for every path but /api/health and /widget.js (Gradio's page and
-  routes included): `Authorization: Bearer <key>`, or the HttpOnly SameSite=Strict cookie a
-  browser gets by typing the key into the small form the page shows instead;
+- an optional API key for every path but /api/health, /widget.js and /docview.js (Gradio's
+  page and routes, and the document view, included): `Authorization: Bearer <key>`, or the
+  HttpOnly SameSite=Strict cookie a browser gets by typing the key into the small form the
+  page shows instead;
 - a per-client limit on wrong keys (bearer or form): past it the key is not even checked
   and the answer is 429 with Retry-After;
 - a per-client rate limit on the answering endpoints (the Gradio chat function uses the same
@@ -56,6 +58,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..settings import Settings
 from .api import ApiError, AssistantLike, error_response, make_api_router
+from .docview import SCRIPT_PATH, make_docs_router
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ BODILESS_METHODS = ("GET", "HEAD", "OPTIONS")  # passed through uncounted (the q
 WRONG_KEYS_PER_MINUTE = 10  # per client: room for typos, far too few for guessing
 API_PREFIXES = ("/api/", "/v1/")
 RATE_LIMITED_PATHS = ("/api/chat", "/v1/chat/completions")
-PUBLIC_PATHS = ("/api/health", "/widget.js")  # open even when an API key is set
+PUBLIC_PATHS = ("/api/health", "/widget.js", SCRIPT_PATH)  # open even with an API key
 KEY_COOKIE = "assistant_session"
 MAX_KEY_FORM_BYTES = 4096
 CORS_ALLOW_HEADERS = ["authorization", "content-type", "x-gradio-user"]
@@ -666,8 +669,8 @@ def _error_text(start: Message, body: bytes, scope: Scope) -> str | None:
 
 
 # -- the app -----------------------------------------------------------------------------------
-def widget_source() -> str:
-    return resources.files("assistant.server").joinpath("static/widget.js").read_text("utf-8")
+def widget_source(name: str = "widget.js") -> str:
+    return resources.files("assistant.server").joinpath(f"static/{name}").read_text("utf-8")
 
 
 def allowed_hosts(settings: Settings) -> list[str]:
@@ -705,6 +708,17 @@ def make_app(assistant: AssistantLike | None = None, settings: Settings | None =
     @app.get("/widget.js", include_in_schema=False)
     async def widget_js() -> Response:
         return Response(widget, media_type="text/javascript; charset=utf-8",
+                        headers={"Cache-Control": "no-cache"})
+
+    # The document view (/docs/...) and its script: the page's key and origin rules apply.
+    app.include_router(make_docs_router(
+        assistant, OriginPolicy(list(settings.allowed_origins)).frame_ancestors()))
+
+    docview_script = widget_source("docview.js")
+
+    @app.get(SCRIPT_PATH, include_in_schema=False)
+    async def docview_js() -> Response:
+        return Response(docview_script, media_type="text/javascript; charset=utf-8",
                         headers={"Cache-Control": "no-cache"})
 
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"],

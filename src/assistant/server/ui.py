@@ -125,7 +125,13 @@ def sources_markdown(answer: Answer) -> str:
             heading += f" — {escape_markdown(c.section)}"
         quote = "\n".join("> " + escape_markdown(line) if line.strip() else ">"
                           for line in c.text.strip().splitlines())
-        blocks.append(f"{heading}  \n*{escape_markdown(c.document)}*\n\n{quote}")
+        where = f"*{escape_markdown(c.document)}*"
+        if c.page is not None:
+            where += f" · page {c.page}"
+        # The link is relative to the page, so it holds under a proxy's path prefix too;
+        # every character of it that Markdown could read is percent-encoded.
+        where += f" · [open in the document]({c.url})"
+        blocks.append(f"{heading}  \n{where}\n\n{quote}")
     for note in answer.notes:
         blocks.append(f"*{escape_markdown(note)}*")
     return "\n\n".join(blocks)

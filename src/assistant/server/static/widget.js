@@ -8,6 +8,7 @@
  * - Everything lives in a shadow DOM: the host page's CSS cannot reach it.
  * - Answers stream from POST /api/chat (Server-Sent Events read with fetch + ReadableStream).
  * - The conversation is kept in sessionStorage for the browser session.
+ * - Each citation links to its passage in the document view (a new tab).
  * - Safety: no text from a question, an answer or a document is ever parsed as HTML. The DOM
  *   is built with createElement/textContent; the Markdown subset (paragraphs, **bold**, lists,
  *   [n] citation markers) is parsed here into nodes, never by an HTML parser.
@@ -212,6 +213,7 @@
     "blockquote { margin: 4px 0 2px; padding: 4px 8px; border-left: 3px solid var(--c); background: #f6f8fa;",
     "  color: #24292f; white-space: pre-wrap; }",
     ".doc { color: #6a737d; font-size: 12px; }",
+    ".doc a.open { color: var(--c); font-weight: 600; }",
     "form { display: flex; gap: 8px; padding: 10px; border-top: 1px solid #e1e4e8; background: #fff; }",
     "textarea { flex: 1; resize: none; font: inherit; padding: 8px 10px; border: 1px solid #c9ced4;",
     "  border-radius: 10px; max-height: 120px; min-height: 40px; color: #1b1f24; background: #fff; }",
@@ -287,6 +289,17 @@
     refused: ["Not in the documents", "No passage of the documents answers this question."]
   };
 
+  // A citation's `url` is relative to the assistant's base URL; only http(s) links to the
+  // assistant itself are made.
+  function sourceLink(url) {
+    if (typeof url !== "string" || !url) return null;
+    try {
+      var u = new URL(url, API + "/");
+      if (u.origin !== new URL(API + "/").origin || !/^https?:$/.test(u.protocol)) return null;
+      return u.href;
+    } catch (e) { return null; }
+  }
+
   function renderSources(msg, bubble) {
     var box = el("div", "sources");
     var cites = msg.citations || [];
@@ -308,7 +321,18 @@
           (c.section ? " \u2014 " + c.section : "")));
         d.appendChild(s);
         d.appendChild(el("blockquote", null, c.text || ""));
-        d.appendChild(el("div", "doc", c.document || ""));
+        var where = el("div", "doc", (c.document || "") + (c.page ? " \u00b7 page " + c.page : ""));
+        var href = sourceLink(c.url);
+        if (href) {
+          var a = el("a", "open", "Open in the document");
+          a.href = href;
+          a.target = "_blank";
+          a.rel = "noopener";
+          a.setAttribute("aria-label", "Open source " + c.id + " in the document (new tab)");
+          where.appendChild(document.createTextNode(" \u00b7 "));
+          where.appendChild(a);
+        }
+        d.appendChild(where);
         box.appendChild(d);
       });
     } else if (msg.refused && msg.suggestions && msg.suggestions.length) {
