@@ -54,12 +54,24 @@ def _progress_bar() -> tuple[Callable[[int, int], None], Callable[[], None]]:
     return update, close
 
 
+def _say(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from .locking import IngestBusy
+
     assistant = _assistant(settings)
     update, close = _progress_bar()
     try:
         report = assistant.ingest([Path(p) for p in args.paths] or None, sync=not args.keep,
-                                  progress=update)
+                                  progress=update, notify=_say)
+    except IngestBusy as exc:  # another ingest kept the index: nothing was changed
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         close()
     if args.json:
@@ -98,10 +110,11 @@ def _print_answer(answer: Any, *, streamed: bool = False) -> None:
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from .core import Delta, Final, InputError
+    from .store import StoreError
 
     question = " ".join(args.question)
-    assistant = _assistant(settings)
     try:
+        assistant = _assistant(settings)
         if args.json:
             print(json.dumps(assistant.ask(question).to_json(), ensure_ascii=False, indent=2))
             return 0
@@ -115,12 +128,12 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         if final is not None:
             _print_answer(final, streamed=True)
         return 0
-    except InputError as exc:
+    except (InputError, StoreError) as exc:
         if args.json:
-            print(json.dumps({"error": str(exc)}))
+            print(json.dumps({"error": str(exc)}, ensure_ascii=False))
         else:
             print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(exc, InputError) else 1
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:

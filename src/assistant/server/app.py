@@ -34,7 +34,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..settings import Settings
-from .api import ApiError, AssistantLike, error_response, make_api_router
+from ..store import StoreError
+from .api import ApiError, AssistantLike, error_response, make_api_router, store_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -482,6 +483,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         status, message = _describe(list(exc.errors()))
         return error_response(request.url.path, status, message)
+
+    @app.exception_handler(StoreError)
+    async def _store_down(request: Request, exc: StoreError) -> JSONResponse:
+        err = store_unavailable(exc)  # 503 JSON naming the store, wherever it was raised
+        return error_response(request.url.path, err.status, err.message, err.headers, err.kind)
 
 
 # -- the app -----------------------------------------------------------------------------------
