@@ -55,7 +55,9 @@ def _progress_bar() -> tuple[Callable[[int, int], None], Callable[[], None]]:
 
 
 def _say(message: str) -> None:
-    print(f"note: {message}", file=sys.stderr, flush=True)
+    from tqdm import tqdm
+
+    tqdm.write(f"note: {message}", file=sys.stderr)  # above the progress bar, if there is one
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:

@@ -60,13 +60,13 @@ def owner_id() -> str:
 
 def _wait_message(holder: str, where: str, wait_s: float) -> str:
     who = f" ({holder})" if holder else ""
-    return f"another ingest{who} is writing to {where}; waiting up to {wait_s:.0f} s for it"
+    return f"another ingest{who} is writing to {where}; waiting up to {wait_s:g} s for it"
 
 
 def _busy(holder: str, where: str, wait_s: float) -> IngestBusy:
     who = f" ({holder})" if holder else ""
     return IngestBusy(
-        f"another ingest{who} is still writing to {where} after {wait_s:.0f} s; nothing was "
+        f"another ingest{who} is still writing to {where} after {wait_s:g} s; nothing was "
         "changed. Run the ingest again when it has finished (ASSISTANT_INGEST_LOCK_WAIT_S "
         "sets how long to wait)", location=where)
 

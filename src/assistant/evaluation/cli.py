@@ -87,8 +87,9 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     rel = related_dir()
     if args.sources is None and any(i.document for i in items):
         if rel is None:
-            print("error: this set needs the related texts (../shared/related)",
-                  file=sys.stderr)
+            print("error: this set needs the related texts: put them in ../shared/related "
+                  "next to the checkout, or set ASSISTANT_SHARED_DIR to a folder holding "
+                  "related/", file=sys.stderr)
             return 2
         sources.append(rel)
     if rel is not None and any(Path(s).resolve() == rel.resolve() for s in sources):
@@ -175,10 +176,11 @@ def _f(v: Any) -> str:
 
 
 def _show_path(p: Path) -> str:
-    try:
-        return str(Path(p).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(p)
+    """A path relative to the working folder (`../shared/related`): reports name no machine's
+    absolute paths."""
+    import os
+
+    return os.path.relpath(Path(p).resolve(), Path.cwd())
 
 
 def configure_bench(p: argparse.ArgumentParser) -> None:
