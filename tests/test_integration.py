@@ -147,7 +147,7 @@ def test_multi_document_corpus(tmp_path: Path, embedder: Embedder,
     ans = a.ask("Which port authorities signed the Lindqvist Harbour Charter?")
     assert not ans.refused and "Corvik" in ans.answer
     assert {c.document for c in ans.citations} == {"harbour-charter.md"}
-    ans = a.ask("What penalty does a member pay for not reporting a lock gate outage?")
+    ans = a.ask("What fine does a member pay for not reporting a lock gate outage?")
     assert "20,000" in ans.answer
     assert any(c.document == "river-compact.md" for c in ans.citations)
     ans = a.ask("How much did the NotPetya attack cost Maersk?")

@@ -80,7 +80,7 @@ def test_a_second_ingest_waits_for_the_first_then_gives_up(
     second = Assistant(settings, embedder=embedder)
     heard: list[str] = []
     with first.index.writing(wait_s=5):  # another ingest is writing
-        with pytest.raises(IngestBusy, match="another ingest .* still writing"):
+        with pytest.raises(IngestBusy, match=r"another ingest .* still writing"):
             second.ingest([multidoc_corpus], notify=heard.append)
         assert len(heard) == 1  # said once, not at every poll
         assert heard[0].startswith("another ingest (") and "waiting up to 0.5 s" in heard[0]
