@@ -188,7 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML settings file (default: assistant.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("ingest", help="index documents (default: the corpus folder)")
+    p = sub.add_parser(
+        "ingest", help="index documents (default: the corpus folder)",
+        description="Index documents: new and changed files are embedded, in batches written "
+        "as they come; an interrupted ingest resumes where it stopped. One ingest writes to an "
+        "index at a time: another one waits up to ASSISTANT_INGEST_LOCK_WAIT_S seconds "
+        "(default 300), then exits with code 2 without changing anything. Exit code 1: some "
+        "files could not be read (the others were indexed).")
     p.add_argument("paths", nargs="*", help="files or folders (default: corpus/)")
     p.add_argument("--keep", action="store_true",
                    help="keep documents whose files are gone instead of removing them")

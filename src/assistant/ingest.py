@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (done, total) embedding progress
 Notify = Callable[[str], None]  # a message for the person waiting (CLI: printed to stderr)
 
-CALIBRATION_TEXTS = 32  # the first, small batch measures the embedding rate
+WARM_UP_TEXTS = 8  # the first batch (the model's first call is slow) is not timed
+CALIBRATION_TEXTS = 32  # the second, small batch measures the embedding rate
 LONG_JOB_S = 60.0  # estimates above this are announced before the work goes on
 
 
@@ -127,8 +128,9 @@ def ingest(
     """
     t0 = time.perf_counter()
     report = IngestReport()
-    docs, seen, roots = _load(sources, report)
     with index.writing(lock_wait_s, notify) as lock:
+        # Read the files once the lock is ours: after a wait they may have changed.
+        docs, seen, roots = _load(sources, report)
         _update(index, embedder, docs, seen, roots, report, sync=sync, chunk_chars=chunk_chars,
                 progress=progress, batch_size=batch_size, notify=notify, check=lock.check)
     report.seconds = time.perf_counter() - t0
@@ -215,13 +217,14 @@ def _embed_into(builder: GenerationBuilder, embedder: Embedder, chunks: list[Chu
     if reused:
         log.info("resuming: %d texts already embedded by an interrupted ingest", reused)
     total_chars = sum(len(t) for _, _, t in items)
-    done = done_chars = 0
+    done = 0
     if progress and total:
         progress(0, total)
-    started = time.perf_counter()
+    sizes = [WARM_UP_TEXTS, CALIBRATION_TEXTS]  # then batch_size
     while done < total:
-        size = min(batch_size, CALIBRATION_TEXTS) if done == 0 else batch_size
-        batch = items[done : done + size]
+        calibrating = len(sizes) == 1
+        batch = items[done : done + min(batch_size, sizes.pop(0) if sizes else batch_size)]
+        started = time.perf_counter()
         vectors = embedder.embed([t for _, _, t in batch])
         new_chunks = [(c, v) for (c, s, _), v in zip(batch, vectors, strict=True) if s is None]
         new_units = [((c, s), v) for (c, s, _), v in zip(batch, vectors, strict=True)
@@ -231,17 +234,17 @@ def _embed_into(builder: GenerationBuilder, embedder: Embedder, chunks: list[Chu
         report.embedded_chunks += len(new_chunks)
         report.embedded_sentences += len(new_units)
         done += len(batch)
-        done_chars += sum(len(t) for _, _, t in batch)
-        if done == len(batch) and done < total:
-            _estimate(report, time.perf_counter() - started, done_chars, total_chars, items,
-                      notify)
+        if calibrating and done < total:
+            _estimate(report, time.perf_counter() - started, sum(len(t) for _, _, t in batch),
+                      total_chars, items, notify)
         if progress:
             progress(done, total)
 
 
 def _estimate(report: IngestReport, seconds: float, done_chars: int, total_chars: int,
               items: list[Item], notify: Notify | None) -> None:
-    """From the first batch's rate (characters per second), the time the whole job takes."""
+    """From one batch's rate (characters embedded and written per second), the time the
+    whole job takes."""
     rate = done_chars / max(seconds, 1e-6)
     report.estimate_s = total_chars / rate
     n_chunks = sum(s is None for _, s, _ in items)
