@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     )
     chunk_chars: int = Field(900, description="Target chunk size in characters (fits 256 tokens).")
     chroma_timeout_s: float = Field(
-        15.0, gt=0, description="Longest wait for one call to a Chroma server before the store "
+        10.0, gt=0, description="Longest wait for one call to a Chroma server before the store "
         "counts as unavailable.")
     ingest_lock_wait_s: float = Field(
         300.0, ge=0, description="How long an ingest waits for another ingest into the same "
