@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .store import StoreError
+from .store import StoreError, is_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class ChromaLease:
         try:
             return dict(self.client.get_collection(self._name(epoch)).metadata or {})
         except Exception as exc:
-            if isinstance(exc, StoreError) or _transport_error(exc):
+            if isinstance(exc, StoreError) or is_unreachable(exc):
                 raise
             return None  # deleted meanwhile
 
@@ -187,7 +187,7 @@ class ChromaLease:
             self.client.create_collection(self._name(epoch), metadata=self._record(),
                                           embedding_function=None)
         except Exception as exc:
-            if isinstance(exc, StoreError) or _transport_error(exc):
+            if isinstance(exc, StoreError) or is_unreachable(exc):
                 raise
             return False  # another ingest created this epoch first
         if any(e > epoch for e in self._epochs()):
@@ -254,10 +254,3 @@ class ChromaLease:
                 log.warning("could not release the ingest lease: %s", exc)
         self.epoch = 0
 
-
-def _transport_error(exc: BaseException) -> bool:
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - httpx is a dependency
-        return False
-    return isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError)

@@ -60,7 +60,7 @@ class StoredChunk:
     embedding: np.ndarray | None = None
 
 
-def _transport_error(exc: BaseException) -> bool:
+def is_unreachable(exc: BaseException) -> bool:
     """A failure to talk to the server at all (down, stalled, connection cut)."""
     import httpx
 
@@ -154,7 +154,7 @@ def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
         except Exception as exc:
             owner = args[0] if args else None
             index = owner if isinstance(owner, ChromaIndex) else getattr(owner, "index", None)
-            if isinstance(index, ChromaIndex) and index.server and _transport_error(exc):
+            if isinstance(index, ChromaIndex) and index.server and is_unreachable(exc):
                 raise index.unavailable(exc) from exc
             raise
 
@@ -223,7 +223,7 @@ class ChromaIndex:
                 f"{name}-pointer", embedding_function=None
             )
         except Exception as exc:
-            if self.server and _transport_error(exc):
+            if self.server and is_unreachable(exc):
                 raise self.unavailable(exc) from exc
             raise StoreError(f"cannot open the Chroma index at {self.location}: {exc}",
                              location=self.location, cause=str(exc)) from exc
@@ -240,7 +240,7 @@ class ChromaIndex:
         try:
             meta = self.client.get_collection(f"{self.name}-pointer").metadata or {}
         except Exception as exc:
-            if self.server and _transport_error(exc):
+            if self.server and is_unreachable(exc):
                 raise
             raise StoreError(f"cannot read the Chroma index at {self.location}: {exc}",
                              location=self.location, cause=str(exc)) from exc
@@ -277,7 +277,7 @@ class ChromaIndex:
             try:
                 found = self.client.get_collection(name, embedding_function=None)
             except Exception as exc:  # NotFoundError (or ValueError in older chromadbs)
-                if self.server and _transport_error(exc):
+                if self.server and is_unreachable(exc):
                     raise
                 found = None
             self._cached_sentences = (name, found)
@@ -344,7 +344,7 @@ class ChromaIndex:
         except StoreError:
             raise
         except Exception as exc:  # e.g. the generation was replaced: the caller embeds them
-            if self.server and _transport_error(exc):
+            if self.server and is_unreachable(exc):
                 raise self.unavailable(exc) from exc
             log.debug("stored sentence vectors unavailable: %s", exc)
             return {}
@@ -379,7 +379,7 @@ class ChromaIndex:
         try:
             lock.acquire(wait_s, notify)
         except Exception as exc:
-            if self.server and _transport_error(exc):
+            if self.server and is_unreachable(exc):
                 raise self.unavailable(exc) from exc
             raise
         try:
@@ -403,7 +403,7 @@ class ChromaIndex:
                 generation = int(cname[len(prefix):].split("-", 1)[0])
                 meta = self.client.get_collection(cname).metadata or {}
             except Exception as exc:
-                if self.server and _transport_error(exc):
+                if self.server and is_unreachable(exc):
                     raise
                 continue
             if (generation > state["generation"] and meta.get("building")
@@ -458,7 +458,7 @@ class ChromaIndex:
                 try:
                     self.client.delete_collection(cname)
                 except Exception as exc:
-                    if self.server and _transport_error(exc):
+                    if self.server and is_unreachable(exc):
                         raise
                     log.warning("could not delete old collection %s: %s", cname, exc)
         self.remove_orphaned_files()
