@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,8 +24,8 @@ if TYPE_CHECKING:  # imported for real inside the fixtures: loading them costs s
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
 BROCHURE = CORPUS / "cyber-diplomacy-in-the-eu.md"
-RELATED = next((p for p in (ROOT.parent / "shared" / "related", Path("/work/shared/related"))
-                if p.is_dir()), ROOT.parent / "shared" / "related")
+# A few short invented documents: the multi-document tests need nothing outside the repo.
+MULTIDOC = Path(__file__).resolve().parent / "fixtures" / "multidoc"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -62,11 +69,61 @@ def brochure_assistant(brochure_data_dir: Path, embedder: Embedder) -> Assistant
     return Assistant(settings, embedder=embedder)
 
 
+@pytest.fixture
+def multidoc_corpus(tmp_path: Path) -> Path:
+    """A writable copy of the small multi-document corpus (tests may change its files)."""
+    target = tmp_path / "multidoc"
+    shutil.copytree(MULTIDOC, target)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def chroma_running(path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real `chroma run` server on a free loopback port; stopped by its PID afterwards."""
+    import httpx
+
+    port = free_port()
+    chroma = Path(sys.executable).with_name("chroma")
+    proc = subprocess.Popen(
+        [str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("chroma run did not start")
+            time.sleep(0.3)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)  # in case a test left it stopped
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="session")
-def related_dir() -> Iterator[Path]:
-    if not RELATED.is_dir():
-        pytest.fail(f"the related texts are missing: {RELATED} (tests read them from ../shared)")
-    yield RELATED
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Chroma server for the session; tests keep apart by collection name."""
+    with chroma_running(tmp_path_factory.mktemp("chroma-server")) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,63 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 from assistant import Assistant, Settings
+from assistant.cli import main
 from assistant.embeddings import Embedder
-from assistant.store import StoreError
+from assistant.locking import ChromaLease
+from assistant.store import ChromaIndex, StoreError
 
-from .conftest import CORPUS
+from .conftest import CORPUS, chroma_running, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    path = tmp_path_factory.mktemp("chroma-server")
-    chroma = Path(sys.executable).with_name("chroma")
-    proc = subprocess.Popen(
-        [str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("chroma run did not start")
-            time.sleep(0.3)
-        yield url
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_ingest_and_answer_through_a_chroma_server(chroma_server: str, tmp_path: Path,
@@ -85,3 +47,107 @@ def test_a_server_that_is_down_gives_a_clear_error(tmp_path: Path, embedder: Emb
     settings = Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(StoreError, match="Chroma"):
         Assistant(settings, embedder=embedder)
+
+
+CHAT = {"messages": [{"role": "user",
+                      "content": "Which port authorities signed the Lindqvist Harbour Charter?"}]}
+
+
+def stall(pid: int) -> None:
+    """SIGSTOP, and wait until every thread has stopped: until the signal is taken, threads
+    that are already running keep serving (seen on a loaded machine)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = []
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            with contextlib.suppress(OSError):  # a thread that just ended
+                states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        if states and all(state in "tT" for state in states):
+            return
+        time.sleep(0.05)
+    pytest.fail("the Chroma server did not stop")
+
+
+@pytest.mark.timeout(300)  # a hang fails here instead of blocking the suite
+def test_a_stalled_or_stopped_server_gives_503_json_not_a_hang(
+        tmp_path: Path, embedder: Embedder, multidoc_corpus: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from assistant.server.app import make_app
+
+    with chroma_running(tmp_path / "chroma") as (url, proc):
+        settings = Settings(data_dir=tmp_path / "data", chroma_url=url, generator="extractive",
+                            chroma_timeout_s=2)
+        a = Assistant(settings, embedder=embedder)
+        assert a.ingest([multidoc_corpus]).ok
+        client = TestClient(make_app(a, settings, ui=False))
+        assert client.get("/api/health").json()["status"] == "ok"
+        assert client.post("/api/chat", json=CHAT).status_code == 200
+
+        stall(proc.pid)  # takes connections, never answers
+        try:
+            for _ in range(2):  # checked every time: never a stale "ok"
+                r = client.get("/api/health")
+                assert r.status_code == 503
+                body = r.json()
+                assert body["status"] == "unavailable" and body["store"] == url
+                assert url in body["error"] and "no answer within 2 s" in body["error"]
+            r = client.post("/api/chat", json=CHAT)
+            assert r.status_code == 503 and r.headers["Retry-After"]
+            assert url in r.json()["error"] and "no answer within 2 s" in r.json()["error"]
+            with pytest.raises(StoreError, match="no answer within 2 s"):
+                Assistant(settings, embedder=embedder)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert client.get("/api/health").json()["status"] == "ok"
+        assert client.post("/api/chat", json=CHAT).status_code == 200
+
+        proc.terminate()  # stopped for good
+        proc.wait(timeout=30)
+        for _ in range(3):
+            r = client.get("/api/health")
+            assert r.status_code == 503 and r.json()["status"] == "unavailable"
+            assert url in r.json()["error"]
+        for body in (CHAT, {**CHAT, "stream": True}):
+            r = client.post("/api/chat", json=body)
+            assert r.status_code == 503
+            assert r.json()["error"].startswith("The document store is unavailable: ")
+            assert url in r.json()["error"]
+        r = client.post("/v1/chat/completions", json={"model": "extractive", **CHAT})
+        assert r.status_code == 503 and url in r.json()["error"]["message"]
+
+
+def test_ask_json_reports_a_store_error_as_json(tmp_path: Path, embedder: Embedder,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ASSISTANT_CHROMA_URL", url)
+    monkeypatch.setenv("ASSISTANT_GENERATOR", "extractive")
+    assert main(["ask", "--json", "What is the NIS Directive?"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"error"} and url in out["error"]
+
+
+def test_an_expired_lease_is_taken_over_and_its_holder_stops(
+        chroma_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"lease{uuid.uuid4().hex[:8]}"
+    client = ChromaIndex(tmp_path, chroma_server, name).client
+    first = ChromaLease(client, name, chroma_server, ttl_s=1.0, owner="first")
+    first.acquire(wait_s=0)
+    monkeypatch.setattr(first, "renew", lambda: None)  # the holder stalls: no more renewals
+    second = ChromaLease(client, name, chroma_server, ttl_s=30.0, owner="second")
+    heard: list[str] = []
+    second.acquire(wait_s=60, notify=heard.append)  # waits for the first lease to run out
+    assert heard and "(first)" in heard[0]
+    with pytest.raises(StoreError, match="lost its lease"):
+        first.check()  # so the first ingest stops before its flip
+    second.check()
+    first.release()  # changes nothing: the lease is no longer its own
+    third = ChromaLease(client, name, chroma_server, ttl_s=30.0, owner="third")
+    with pytest.raises(StoreError, match=r"another ingest \(second\)"):
+        third.acquire(wait_s=0)
+    second.release()
+    third.acquire(wait_s=0)  # released: free at once
+    third.release()

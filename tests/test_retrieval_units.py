@@ -1,3 +1,8 @@
+import threading
+
+import numpy as np
+import pytest
+
 from assistant.retrieval import BM25, rrf
 from assistant.text import sentence_spans, stem, tokens
 
@@ -56,3 +61,64 @@ def test_a_definition_question_finds_the_passage_that_defines_the_term() -> None
 def test_the_stemmer_joins_a_verb_and_its_endings() -> None:
     assert {stem(w) for w in ("impose", "imposes", "imposed", "imposing")} == {"impos"}
     assert stem("free") == "free" and stem("services") == stem("service")
+
+
+def test_a_query_during_a_refresh_reads_one_whole_snapshot(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant import retrieval
+    from assistant.chunking import Chunk
+
+    def chunk(i: int, text: str) -> Chunk:
+        return Chunk(id=f"c{i}", document="d.md", title="D", section="S", text=text,
+                     start=0, end=len(text))
+
+    old = [chunk(i, f"The harbour of Zork has {i} cranes and {i} piers.") for i in range(5)]
+    new = [chunk(9, "The river of Quell has nine bridges.")]
+
+    class Index:  # two generations; the served one switches when `active` changes
+        active = "g1"
+
+        def state(self) -> dict[str, str]:
+            return {"active": self.active}
+
+        def all_chunks(self) -> list[Chunk]:
+            return old if self.active == "g1" else new
+
+        def query(self, vec: np.ndarray, k: int) -> list[tuple[str, float]]:
+            return []
+
+        def embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
+            return {}
+
+    class Embedder:
+        name, dimension = "none", 3
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            return np.zeros((len(texts), 3), dtype=np.float32)
+
+    building, finish = threading.Event(), threading.Event()
+
+    class SlowBM25(BM25):  # the new generation's keyword index takes a while to build
+        def __init__(self, docs: list[list[str]], **kwargs: float) -> None:
+            if len(docs) == 1:
+                building.set()
+                finish.wait(60)
+            super().__init__(docs, **kwargs)
+
+    monkeypatch.setattr(retrieval, "BM25", SlowBM25)
+    index = Index()
+    r = retrieval.HybridRetriever(index, Embedder(), sentence_search=False,  # type: ignore[arg-type]
+                                  refresh_s=3600)
+    index.active = "g2"
+    refresher = threading.Thread(target=r.refresh, kwargs={"force": True})
+    refresher.start()
+    try:
+        assert building.wait(60)
+        # Mid-refresh: the query sees the old generation whole (chunks, ids and BM25 agree).
+        found = r.retrieve("How many cranes does the harbour of Zork have?", 3)
+        assert found and {p.id for p in found} <= {c.id for c in old}
+        assert {i for i, _ in r.keyword("harbour cranes", 5)} <= {c.id for c in old}
+    finally:
+        finish.set()
+        refresher.join(60)
+    assert [p.id for p in r.retrieve("Which river has nine bridges?", 3)] == ["c9"]

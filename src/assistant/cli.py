@@ -63,12 +63,26 @@ def _progress_bar() -> tuple[Callable[[int, int], None], Callable[[], None]]:
     return update, close
 
 
+def _say(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"note: {message}", file=sys.stderr)  # above the progress bar, if there is one
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from .locking import IngestBusy
+
     assistant = _assistant(settings)
     update, close = _progress_bar()
     try:
         report = assistant.ingest([Path(p) for p in args.paths] or None, sync=not args.keep,
-                                  progress=update)
+                                  progress=update, notify=_say)
+    except IngestBusy as exc:  # another ingest kept the index: nothing was changed
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         close()
     if args.json:
@@ -108,10 +122,11 @@ def _print_answer(answer: Any, *, streamed: bool = False) -> None:
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from .core import Delta, Final, InputError
+    from .store import StoreError
 
     question = " ".join(args.question)
-    assistant = _assistant(settings)
     try:
+        assistant = _assistant(settings)
         if args.json:
             print(json.dumps(assistant.ask(question).to_json(), ensure_ascii=False, indent=2))
             return 0
@@ -125,12 +140,12 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         if final is not None:
             _print_answer(final, streamed=True)
         return 0
-    except InputError as exc:
+    except (InputError, StoreError) as exc:
         if args.json:
-            print(json.dumps({"error": str(exc)}))
+            print(json.dumps({"error": str(exc)}, ensure_ascii=False))
         else:
             print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(exc, InputError) else 1
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
@@ -183,7 +198,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML settings file (default: assistant.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("ingest", help="index documents (default: the corpus folder)")
+    p = sub.add_parser(
+        "ingest", help="index documents (default: the corpus folder)",
+        description="Index documents: new and changed files are embedded, in batches written "
+        "as they come; an interrupted ingest resumes where it stopped. One ingest writes to an "
+        "index at a time: another one waits up to ASSISTANT_INGEST_LOCK_WAIT_S seconds "
+        "(default 300), then exits with code 2 without changing anything. Exit code 1: some "
+        "files could not be read (the others were indexed).")
     p.add_argument("paths", nargs="*", help="files or folders (default: corpus/)")
     p.add_argument("--keep", action="store_true",
                    help="keep documents whose files are gone instead of removing them")

@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,7 +131,7 @@ class Assistant:
         self.settings = settings
         self.embedder: Embedder = embedder or load_embedder(settings.embedding_model)
         self.index = index or ChromaIndex(settings.data_dir, settings.chroma_url,
-                                          settings.collection)
+                                          settings.collection, settings.chroma_timeout_s)
         self._retriever: HybridRetriever | None = None
         self.extractive = extractive.ExtractiveAnswerer(
             self.embedder.embed, stored=self.index.sentence_embeddings)
@@ -155,10 +155,16 @@ class Assistant:
 
     # -- documents -------------------------------------------------------------------------
     def ingest(self, paths: Sequence[Path] | None = None, *, sync: bool = True,
-               progress: Progress | None = None) -> IngestReport:
+               progress: Progress | None = None,
+               notify: Callable[[str], None] | None = None) -> IngestReport:
+        """Index `paths` (default: the corpus folder). `notify` hears that the ingest waits
+        for another one, and the estimate before a long job."""
         sources = list(paths) if paths else [self.settings.corpus_dir]
+        s = self.settings
         report = ingest(self.index, self.embedder, sources, sync=sync,
-                        chunk_chars=self.settings.chunk_chars, progress=progress)
+                        chunk_chars=s.chunk_chars, progress=progress,
+                        batch_size=s.ingest_batch_size, lock_wait_s=s.ingest_lock_wait_s,
+                        notify=notify)
         if self._retriever is not None:
             self._retriever.refresh(force=True)
         self._manifest = None
@@ -200,6 +206,8 @@ class Assistant:
         return out
 
     def health(self) -> dict[str, Any]:
+        """Raises StoreError when the index does not answer now (not a cached view)."""
+        self.index.check()
         r = self.retriever
         r.refresh()
         return {

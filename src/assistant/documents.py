@@ -6,10 +6,13 @@ the file itself for Markdown and plain text, the extracted text for HTML and PDF
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -175,15 +178,54 @@ def load_document(path: Path, doc_id: str | None = None) -> SourceDocument:
     )
 
 
-def discover(root: Path) -> list[tuple[Path, str]]:
-    """Files under `root` (or `root` itself) with their document ids, README files skipped."""
-    if root.is_file():
-        return [(root, root.name)]
+def _unusable(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symlink loop (the link leads back to itself); skipped"
+    if path.is_symlink():
+        return "broken symlink (its target does not exist); skipped"
+    return f"cannot read ({exc.strerror or exc}); skipped"
+
+
+def discover(root: Path) -> tuple[list[tuple[Path, str]], dict[str, str]]:
+    """Files under `root` (or `root` itself) with their document ids, README files skipped,
+    and the paths that could not be looked at, with why: a symlink loop, a broken link, a
+    folder that cannot be read. Symlinked folders are followed, once per path."""
+    problems: dict[str, str] = {}
+    try:
+        root_stat = root.stat()
+    except OSError as exc:
+        return [], {str(root): _unusable(root, exc)}
+    if not stat.S_ISDIR(root_stat.st_mode):
+        return [(root, root.name)], {}
     found: list[tuple[Path, str]] = []
-    for path in sorted(root.rglob("*")):
-        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root).parts):
-            continue
-        if path.name.lower() in {"readme.md", "sources.md"}:
-            continue  # folder documentation, not content
-        found.append((path, path.relative_to(root).as_posix()))
-    return found
+
+    def walk(folder: Path, rel: PurePosixPath, ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            with os.scandir(folder) as it:
+                names = sorted(entry.name for entry in it)
+        except OSError as exc:
+            problems[str(folder)] = f"cannot read folder ({exc.strerror or exc}); skipped"
+            return
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = folder / name
+            try:
+                st = path.stat()  # follows symlinks
+            except OSError as exc:
+                problems[str(path)] = _unusable(path, exc)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:
+                    problems[str(path)] = "symlink loop (a link to a folder that holds it); " \
+                                          "skipped"
+                    continue
+                walk(path, rel / name, ancestors | {key})
+            elif not stat.S_ISREG(st.st_mode):
+                problems[str(path)] = "not a regular file; skipped"
+            elif name.lower() not in {"readme.md", "sources.md"}:  # folder documentation
+                found.append((path, (rel / name).as_posix()))
+
+    walk(root, PurePosixPath(), frozenset({(root_stat.st_dev, root_stat.st_ino)}))
+    return found, problems

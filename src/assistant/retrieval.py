@@ -8,12 +8,13 @@ import math
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .chunking import Chunk, embedding_text
 from .embeddings import Embedder
-from .store import ChromaIndex
+from .store import ChromaIndex, StoreError
 from .text import defines, definition_subject, stem, tokens
 from .types import Passage
 
@@ -96,11 +97,30 @@ class BM25:
         return stem(word) in self.idf
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What keyword search reads, built whole and never changed: a refresh makes a new one
+    and swaps one reference, so a query that took the reference sees one generation."""
+
+    active: str = ""
+    chunks: dict[str, Chunk] = field(default_factory=dict)
+    ids: tuple[str, ...] = ()
+    bm25: BM25 = field(default_factory=lambda: BM25([]))
+    documents: frozenset[str] = frozenset()
+
+    @classmethod
+    def build(cls, active: str, chunks: list[Chunk]) -> Snapshot:
+        return cls(active=active, chunks={c.id: c for c in chunks},
+                   ids=tuple(c.id for c in chunks),
+                   bm25=BM25([tokens(embedding_text(c.section, c.text)) for c in chunks]),
+                   documents=frozenset(c.document for c in chunks))
+
+
 class HybridRetriever:
     """Dense + keyword retrieval over the active index generation.
 
-    Chunk texts are held in memory for BM25; they are reloaded when the index generation
-    changes (checked at most every `refresh_s` seconds so queries stay cheap).
+    Chunk texts are held in memory for BM25 (a `Snapshot`); they are reloaded when the index
+    generation changes (checked at most every `refresh_s` seconds so queries stay cheap).
     """
 
     def __init__(
@@ -119,12 +139,9 @@ class HybridRetriever:
         self.hybrid = hybrid
         self.sentence_search = sentence_search
         self.refresh_s = refresh_s
-        self._lock = threading.Lock()
-        self._active = ""
+        self._lock = threading.Lock()  # one refresh at a time; queries never wait for it
         self._checked = 0.0
-        self.chunks: dict[str, Chunk] = {}
-        self._ids: list[str] = []
-        self.bm25 = BM25([])
+        self.snapshot = Snapshot()
         self.refresh(force=True)
 
     def refresh(self, force: bool = False) -> None:
@@ -134,18 +151,24 @@ class HybridRetriever:
         with self._lock:
             self._checked = now
             active = self.index.state()["active"]
-            if active == self._active and not force:
+            if active == self.snapshot.active and not force:
                 return
             chunks = self.index.all_chunks()
-            self.chunks = {c.id: c for c in chunks}
-            self._ids = [c.id for c in chunks]
-            self.bm25 = BM25([tokens(embedding_text(c.section, c.text)) for c in chunks])
-            self._active = active
+            self.snapshot = Snapshot.build(active, chunks)  # the one swap readers see
             log.info("retriever: %d chunks from %s", len(chunks), active or "(empty index)")
+
+    # Views of the current snapshot (each reads the reference once).
+    @property
+    def chunks(self) -> dict[str, Chunk]:
+        return self.snapshot.chunks
+
+    @property
+    def bm25(self) -> BM25:
+        return self.snapshot.bm25
 
     @property
     def documents(self) -> set[str]:
-        return {c.document for c in self.chunks.values()}
+        return set(self.snapshot.documents)
 
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.embed([query])[0]
@@ -153,6 +176,8 @@ class HybridRetriever:
     def dense(self, query_vec: np.ndarray, k: int) -> list[tuple[str, float]]:
         try:
             return self.index.query(query_vec, k)
+        except StoreError:  # the store is down or stalled: retrying would wait again
+            raise
         except Exception:  # the generation may have been replaced under us: reload once
             self.refresh(force=True)
             return self.index.query(query_vec, k)
@@ -160,19 +185,25 @@ class HybridRetriever:
     def _sentences(self, vec: np.ndarray) -> list[tuple[str, float]]:
         try:
             return self.index.query_sentences(vec, self.candidates)
+        except StoreError:
+            raise
         except Exception as exc:  # replaced mid-query, as in dense(): the chunk lists suffice
             log.warning("sentence search failed (%s); using the chunk rankings only", exc)
             return []
 
-    def keyword(self, query: str, k: int) -> list[tuple[str, float]]:
-        scored = self.bm25.scores(tokens(query))
+    def keyword(self, query: str, k: int, snap: Snapshot | None = None
+                ) -> list[tuple[str, float]]:
+        snap = snap or self.snapshot
+        scored = snap.bm25.scores(tokens(query))
         best = sorted(scored.items(), key=lambda kv: -kv[1])[:k]
-        return [(self._ids[i], s) for i, s in best]
+        return [(snap.ids[i], s) for i, s in best]
 
     def retrieve(self, query: str, k: int, query_vec: np.ndarray | None = None) -> list[Passage]:
         """The k best passages for `query`; each carries its fused score and dense similarity."""
         self.refresh()
-        if not self.chunks:
+        snap = self.snapshot  # this query reads this one snapshot throughout
+        chunks = snap.chunks
+        if not chunks:
             return []
         vec = self.embed_query(query) if query_vec is None else query_vec
         dense = self.dense(vec, self.candidates)
@@ -181,24 +212,24 @@ class HybridRetriever:
             # A chunk whose one sentence matches the question closely ("spying software sold
             # abroad" ~ "export controls ... cyber surveillance technologies") ranks low by
             # the chunk's own vector, which averages all of its sentences.
-            rankings.append([i for i, _ in self._sentences(vec) if i in self.chunks])
+            rankings.append([i for i, _ in self._sentences(vec) if i in chunks])
         if self.hybrid:
-            rankings.append([i for i, _ in self.keyword(query, self.candidates)])
+            rankings.append([i for i, _ in self.keyword(query, self.candidates, snap)])
             subject = definition_subject(query)
             if subject:
                 # "What is X?": the passage that defines X ("**X** – a set of ...") may share
                 # only the term with the question, like every other passage about X.
-                rankings.append([i for i in self._ids if defines(self.chunks[i].text, subject)]
+                rankings.append([i for i in snap.ids if defines(chunks[i].text, subject)]
                                 [: self.candidates])
         fused = keep_leaders(rrf(rankings), rankings, k)
         similarity = dict(dense)
-        missing = [i for i, _ in fused if i not in similarity and i in self.chunks]
+        missing = [i for i, _ in fused if i not in similarity and i in chunks]
         if missing:  # keyword-only hits: their stored vectors give the dense similarity
             for i, v in self.index.embeddings(missing).items():
                 similarity[i] = float(np.dot(vec, v))
         out: list[Passage] = []
         for id_, score in fused:
-            c = self.chunks.get(id_)
+            c = chunks.get(id_)
             if c is None:
                 continue
             out.append(

@@ -41,6 +41,15 @@ class Settings(BaseSettings):
         "", description="Local path of a sentence-transformers model; empty = packaged MiniLM."
     )
     chunk_chars: int = Field(900, description="Target chunk size in characters (fits 256 tokens).")
+    chroma_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for one call to a Chroma server before the store "
+        "counts as unavailable.")
+    ingest_lock_wait_s: float = Field(
+        300.0, ge=0, description="How long an ingest waits for another ingest into the same "
+        "index to finish before giving up.")
+    ingest_batch_size: int = Field(
+        256, ge=1, le=4096, description="Texts embedded and written to the new index "
+        "generation per batch.")
 
     # -- retrieval
     top_k: int = Field(5, ge=1, le=50, description="Passages handed to the answerer.")

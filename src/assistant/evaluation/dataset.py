@@ -87,11 +87,12 @@ def default_eval_dir() -> Path:
 
 def related_dir(root: Path | None = None) -> Path | None:
     """The related texts: $ASSISTANT_SHARED_DIR/related, else ../shared/related next to the
-    checkout, else /work/shared/related (where this team's machines keep them)."""
+    checkout (`root`, default: the checkout this package runs from); None when neither is
+    there (the evaluation then says what is missing)."""
     import os
 
     base = root or default_eval_dir().parent
     candidates = [Path(os.environ["ASSISTANT_SHARED_DIR"]) / "related"] \
         if os.environ.get("ASSISTANT_SHARED_DIR") else []
-    candidates += [base.parent / "shared" / "related", Path("/work/shared/related")]
+    candidates.append(base.parent / "shared" / "related")
     return next((c for c in candidates if c.is_dir()), None)

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from ..core import BusyError, Delta, Event, Final, InputError, invalid_code_point
 from ..llm.base import caller_gone
 from ..sources import DocumentText
+from ..store import StoreError
 from ..types import Answer, Message
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 BUSY_MESSAGE = "busy, try again"
 BUSY_RETRY_AFTER_S = 5
 DISCONNECT_POLL_S = 0.25  # how often a pending answer checks that its client is still there
+STORE_RETRY_AFTER_S = 10
 
 
 class AssistantLike(Protocol):
@@ -164,9 +166,19 @@ def _is_busy(exc: BaseException) -> bool:
     return isinstance(exc, LLMBusy)
 
 
+# -- the document store being down --------------------------------------------------------
+def store_unavailable(exc: StoreError) -> ApiError:
+    """503: the index (Chroma) does not answer; the message names its URL and the cause."""
+    log.warning("document store unavailable: %s", exc)
+    return ApiError(503, f"The document store is unavailable: {exc}",
+                    {"Retry-After": str(STORE_RETRY_AFTER_S)}, kind="server_error")
+
+
 def _map_error(exc: Exception) -> ApiError:
     if isinstance(exc, InputError):
         return ApiError(422, str(exc))
+    if isinstance(exc, StoreError):
+        return store_unavailable(exc)
     if _is_busy(exc):
         return ApiError(503, BUSY_MESSAGE, {"Retry-After": str(BUSY_RETRY_AFTER_S)},
                         kind="server_error")
@@ -307,9 +319,15 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
             raise ApiError(422, f"Unknown generator {name!r}; available: {', '.join(available)}.")
         return None  # OpenAI clients send any model name: use the default generator
 
-    @router.get("/api/health")
-    async def health() -> dict[str, Any]:
-        info = await run_in_threadpool(assistant.health)
+    @router.get("/api/health", response_model=None)
+    async def health() -> dict[str, Any] | JSONResponse:
+        try:
+            info = await run_in_threadpool(assistant.health)
+        except StoreError as exc:  # checked on every call: never a stale "ok"
+            err = store_unavailable(exc)
+            return JSONResponse({"status": "unavailable", "error": err.message,
+                                 "store": exc.location, "generators": assistant.generators},
+                                status_code=503, headers=err.headers)
         return {"status": "ok", **info, "generators": assistant.generators}
 
     @router.post("/api/chat", response_model=None)

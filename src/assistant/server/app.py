@@ -57,7 +57,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..settings import Settings
-from .api import ApiError, AssistantLike, error_response, make_api_router
+from ..store import StoreError
+from .api import ApiError, AssistantLike, error_response, make_api_router, store_unavailable
 from .docview import SCRIPT_PATH, make_docs_router
 
 log = logging.getLogger(__name__)
@@ -559,6 +560,10 @@ def install_error_handlers(app: FastAPI) -> None:
         status, message = _describe(list(exc.errors()))
         return error_response(request.url.path, status, message)
 
+    @app.exception_handler(StoreError)
+    async def _store_down(request: Request, exc: StoreError) -> JSONResponse:
+        err = store_unavailable(exc)  # 503 JSON naming the store, wherever it was raised
+        return error_response(request.url.path, err.status, err.message, err.headers, err.kind)
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = _detail_text(exc.detail, request.method, request.url.path, exc.status_code)
