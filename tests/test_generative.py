@@ -183,16 +183,6 @@ def test_extractive_stays_available_as_a_generator(make) -> None:
     assert answer.mode == "extractive" and model.prompts == []
 
 
-@slow
-def test_an_answer_whose_sources_never_name_a_known_subject_is_withheld(make) -> None:
-    # A false premise: the sanctions sentence never names Maersk, which the brochure knows.
-    model = FakeModel(pick("sanction", "The EU can impose sanctions in response to "
-                                       "cyberattacks."))
-    answer = make(model).ask("Why did the EU impose cyber sanctions on Maersk in 2017?")
-    assert answer.refused and answer.answer == REFUSAL and answer.suggestions
-    assert "do not mention maersk" in answer.notes[-1]
-
-
 # -- units: no index, hand-made passages ----------------------------------------------------
 def _p(text: str, i: int = 1, section: str = "A › B") -> Passage:
     return Passage(id=f"p{i}", document="d.md", title="T", section=section, text=text,
@@ -288,12 +278,6 @@ def test_finalize_refuses_without_evidence_unless_a_quote_is_confident() -> None
     assert not got.refused and got.answer == sure.answer and "extractive" in got.notes[-1]
     unsure = finalize("Evidence: none", CANDS, "local", extractive=sure, quote_confidence=0.95)
     assert unsure.refused
-
-
-def test_finalize_withholds_a_claim_that_joins_two_sources() -> None:
-    raw = "Evidence: 1, 3\nAnswer: In 2017 the EU imposed sanctions on Maersk."
-    got = finalize(raw, CANDS, "local")
-    assert got.refused and "joined" in got.notes[-1]
 
 
 def test_finalize_reads_a_reply_without_the_format() -> None:

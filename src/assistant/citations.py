@@ -1,16 +1,14 @@
 """Where a citation is checked, mechanically.
 
 Pure functions over text: the figures and names a sentence states (`numbers`, `names`), the
-lexical support check the evaluation's ALCE metrics use (`supports`), a claim that joins two
-sources into one neither makes (`conflates`), and names a question asks about that the
-answer's sources never mention (`unmentioned_names`). The answerers build on them:
-answerers/generative.py checks a model's answer against the sentences it chose.
+lexical support check the evaluation's ALCE metrics use (`supports`), and the numbered
+markers of an answer. answerers/generative.py checks a model's answer against the sentences
+it chose with them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from .text import STOPWORDS, last_heading, sentence_spans, stem, strip_markdown, tokens, words
 from .types import Citation, Passage
@@ -129,23 +127,6 @@ def _closest(sentence: str, passage: str) -> str:
     return max(segments, key=lambda seg: len(own & set(tokens(seg))))
 
 
-def unmentioned_names(question: str, citations: list[Citation],
-                      known: Callable[[str], bool] | None = None) -> list[str]:
-    """Names the question asks about that the documents know but none of the answer's
-    sources mention.
-
-    "Why did the EU impose cyber sanctions on Maersk?" answered from the sanctions passage
-    alone (which never names Maersk) takes a false premise for granted. A name the documents
-    never use ("Nordic" for a list of countries, a description instead of a title) says
-    nothing about the answer's sources, so it is not held against them; `known` tells which
-    names the documents use (all of them when it is not given).
-    """
-    said = " ".join(f"{c.title} {c.section} {c.text}" for c in citations).lower()
-    return sorted(n for n in names(question)
-                  if n not in said and not (n.endswith("s") and n[:-1] in said)
-                  and (known is None or known(n)))
-
-
 def markers(text: str) -> list[int]:
     """All citation numbers in order of appearance ("[1]", "[2, 3]")."""
     out: list[int] = []
@@ -170,26 +151,3 @@ def evidence_text(section: str, text: str, title: str = "") -> str:
     (Budapest Convention)" is about the Budapest Convention without naming it), its heading
     (shown to the model with it) and its text."""
     return "\n".join(x for x in (title, last_heading(section), text) if x)
-
-
-def _joined(passages: list[Passage], refs: list[int]) -> str:
-    return "\n".join(evidence_text(p.section, p.text, p.title)
-                     for p in (passages[n - 1] for n in refs))
-
-
-_CLAUSE = re.compile(r"\s*(?:;|,?\s+and\s+|,\s+while\s+|,\s+whereas\s+)\s*")
-
-
-def conflates(sentence: str, passages: list[Passage]) -> bool:
-    """Does a clause of `sentence` take all its words from the given sources, but from no
-    single one? "The EU imposed sanctions on Maersk in 2017": one passage holds the
-    sanctions, another Maersk and 2017, and neither says the EU sanctioned Maersk. (A clause
-    merely worded differently from its source brings words that no source has.)"""
-    texts = [_joined(passages, [n]) for n in range(1, len(passages) + 1)]
-    union = set().union(*(tokens(strip_markdown(t)) for t in texts))
-    for part in _CAUSAL.split(sentence):
-        for clause in _CLAUSE.split(part):
-            own = set(tokens(strip_markdown(clause)))
-            if len(own) >= 3 and own <= union and not any(supports(clause, t) for t in texts):
-                return True
-    return False

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from . import conversation
 from .answerers import extractive, generative
 from .answerers.extractive import Unit
-from .citations import citation_for, unmentioned_names
 from .embeddings import Embedder, load_embedder
 from .ingest import IngestReport, Progress, ingest
 from .retrieval import HybridRetriever
@@ -315,17 +314,6 @@ class Assistant:
         else:
             result = yield from self._generate(standalone, ranked, extractive_answer, gen,
                                                timings, t0, t2, usage)
-        # The premise check reads the whole passages the answer cites, not only the quotes.
-        cited = {c.passage_id for c in result.citations}
-        sources = [citation_for(0, p) for p in {p.id: p for p in all_passages}.values()
-                   if p.id in cited]
-        unnamed = [] if result.refused else unmentioned_names(
-            standalone, sources, retriever.bm25.known)
-        if unnamed:
-            # The answer is about something else than what the question names.
-            result = replace(extractive.refusal(all_passages), mode=gen, grounding="refused",
-                             notes=[*result.notes, f"the sources found do not mention "
-                                    f"{', '.join(unnamed)}; the answer was withheld"])
         result.usage = dict(usage)
         result.rewritten_question = standalone if standalone != q else ""
         result.timings_ms.update(timings)

@@ -15,7 +15,7 @@ import numpy as np
 from .chunking import Chunk, embedding_text
 from .embeddings import Embedder
 from .store import ChromaIndex, StoreError
-from .text import defines, definition_subject, stem, tokens
+from .text import defines, definition_subject, tokens
 from .types import Passage
 
 log = logging.getLogger(__name__)
@@ -91,10 +91,6 @@ class BM25:
     def term_weight(self, term: str) -> float:
         """idf of a term; unseen terms weigh like the rarest ones."""
         return self.idf.get(term, self.max_idf)
-
-    def known(self, word: str) -> bool:
-        """Does any indexed chunk use this word (stemmed as the index stems it)?"""
-        return stem(word) in self.idf
 
 
 @dataclass(frozen=True)

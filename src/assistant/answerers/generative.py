@@ -10,10 +10,12 @@ One mechanism, in three steps:
    ``Evidence: 2, 5`` (or ``Evidence: none``) and then ``Answer: ...``. It names the
    sentences it relies on before it writes a word of the answer.
 3. `finalize` checks only what is mechanical: every figure and name of the answer must stand
-   in the chosen sentences (or their headings). An answer that passes is shown with the
-   chosen sentences as its citations ("checked"); one that fails is replaced by the chosen
-   sentences themselves, quoted ("quoted"); "Evidence: none" is a refusal, unless the
-   extractive answer is confident enough to stand in (`Settings.quote_confidence`).
+   in the chosen sentences (or their headings, or the question), and a "when", "how many"
+   or "who" question must get a date, a figure or a name. An answer that passes is shown
+   with the chosen sentences as its citations ("checked"); one that fails is withheld;
+   "Evidence: none" is a refusal, unless the extractive answer is confident enough to
+   stand in (`Settings.quote_confidence`). With the "quote" style the answer is the chosen
+   sentences themselves ("quoted").
 
 A server that ignores the grammar (an OpenAI-compatible endpoint other than llama.cpp)
 still works: a reply without the ``Evidence:`` line is taken as the answer, and its
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import zip_longest
 
-from ..citations import conflates, names, numbers
+from ..citations import names, numbers
 from ..conversation import split_parts
 from ..text import last_heading, sentence_spans, strip_markdown, tokens, words
 from ..types import Answer, Citation, Message, Passage
@@ -435,20 +437,9 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
             question, reply.answer, _evidence_text(chosen)):
         return _withheld(mode, "the model's answer does not give what the question asks for "
                                "(a date, a figure or a name); it was withheld")
-    passages = list({c.passage.id: c.passage for c in chosen}.values())
-    if any(conflates(s, passages) for s in _sentences(reply.answer)):
-        # Words from two sources joined into a claim neither makes ("the EU sanctioned
-        # Maersk"): often a false premise the model went along with.
-        return Answer(answer=REFUSAL, refused=True, mode=mode, grounding="refused", notes=[
-            "the model's answer joined facts from different passages into a claim none of "
-            "them makes; it was withheld"])
     text, citations = _cite(reply.answer, chosen)
     return Answer(answer=text, refused=False, citations=citations, mode=mode,
                   grounding="checked")
-
-
-def _sentences(text: str) -> list[str]:
-    return [text[a:b] for a, b in sentence_spans(text)]
 
 
 def rewrite_messages(question: str, history: Sequence[Message]) -> list[dict[str, str]]:
