@@ -81,7 +81,7 @@ def test_a_stalled_or_stopped_server_gives_503_json_not_a_hang(
                             chroma_timeout_s=2)
         a = Assistant(settings, embedder=embedder)
         assert a.ingest([multidoc_corpus]).ok
-        client = TestClient(make_app(a, settings, ui=False))
+        client = TestClient(make_app(a, settings, ui=False), base_url="http://127.0.0.1")
         assert client.get("/api/health").json()["status"] == "ok"
         assert client.post("/api/chat", json=CHAT).status_code == 200
 
