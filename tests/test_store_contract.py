@@ -241,3 +241,22 @@ def test_the_same_folder_twice_and_a_copy_elsewhere(
     report = a.ingest([multidoc_corpus])
     assert report.removed == ["ferry-guidelines.txt"] and report.documents == 3
     assert "compact-copy.md" in a.index.state()["manifest"]
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_embedded_store_at_once_do_not_race(tmp_path: Path) -> None:
+    # Creating the database is part of opening it; unserialized, one opener failed with
+    # "table collections already exists".
+    import subprocess
+    import sys
+
+    import time
+
+    start = time.time() + 8  # every process imports first, then all open at this instant
+    code = ("import time; from pathlib import Path; from assistant.store import _client; "
+            f"time.sleep(max(0, {start} - time.time())); "
+            f"print(len(_client(Path({str(tmp_path / 'data')!r}), '').list_collections()))")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    assert all(code == 0 for code, _ in results), [err[-300:] for _, err in results]

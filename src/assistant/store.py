@@ -134,7 +134,16 @@ def _client(data_dir: Path, chroma_url: str, timeout_s: float = DEFAULT_TIMEOUT_
         return _http_client(chroma_url, timeout_s, chroma_settings)
     path = data_dir / "chroma"
     path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    # Opening a new store creates its database: two processes doing it at once race on
+    # the schema ("table collections already exists"), so opening is serialized too.
+    import fcntl
+
+    with open(path / ".open.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 P = ParamSpec("P")
