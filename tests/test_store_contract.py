@@ -249,7 +249,6 @@ def test_processes_opening_a_new_embedded_store_at_once_do_not_race(tmp_path: Pa
     # "table collections already exists".
     import subprocess
     import sys
-
     import time
 
     start = time.time() + 8  # every process imports first, then all open at this instant
