@@ -5,29 +5,7 @@ import pytest
 
 from assistant.documents import DocumentError, load_document
 
-
-def _minimal_pdf(text: str) -> bytes:
-    """A one-page PDF with a text layer, written by hand (no PDF writer needed)."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    trailer = b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-    out += trailer % (len(objects) + 1, xref)
-    return bytes(out)
+from .pdf import text_pdf
 
 
 def test_markdown_html_text_and_pdf_are_read(tmp_path: Path) -> None:
@@ -37,7 +15,7 @@ def test_markdown_html_text_and_pdf_are_read(tmp_path: Path) -> None:
         "<body><h2>Part</h2><p>Para one.</p><ul><li>item</li></ul></body></html>"
     )
     (tmp_path / "c.txt").write_text("Plain words.\n")
-    (tmp_path / "d.pdf").write_bytes(_minimal_pdf("Portable words here"))
+    (tmp_path / "d.pdf").write_bytes(text_pdf([["Portable words here"]]))
     a = load_document(tmp_path / "a.md")
     assert a.title == "Alpha" and a.text[a.body_start :].startswith("# Heading")
     b = load_document(tmp_path / "b.html")
@@ -66,8 +44,6 @@ def test_unusable_files_get_a_clear_error(tmp_path: Path, name: str, content: by
 
 
 def test_pdf_pages_are_recorded(tmp_path: Path) -> None:
-    from .pdf import text_pdf
-
     path = tmp_path / "p.pdf"
     path.write_bytes(text_pdf([["First page words."], [], ["Third page words."]]))
     doc = load_document(path)
