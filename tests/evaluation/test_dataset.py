@@ -61,3 +61,17 @@ def test_support_pairs_are_balanced_and_verbatim() -> None:
                  if " ".join(p.passage.split()) not in text
                  and re.sub(r"\*\*", "", " ".join(p.passage.split())) not in plain]
     assert len(not_found) <= len(pairs) // 4, not_found  # a few are chart labels, reflowed
+
+
+def test_the_blind_test_set_is_the_one_recorded() -> None:
+    # Written once from the documents alone; editing it to suit the system would make its
+    # figures meaningless. The hash is also in eval/README.md.
+    import hashlib
+
+    from assistant.evaluation.dataset import default_eval_dir, load_items
+
+    path = default_eval_dir() / "test_questions.jsonl"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == \
+        "1b1fd547df58bc260b6b72e3fdc84469d34cf68005f60b2fbdf0bcb49c6eba8a"
+    items = load_items(path)
+    assert len(items) == 112 and {i.expect for i in items} == {"answer", "refuse"}
