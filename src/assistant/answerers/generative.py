@@ -390,8 +390,7 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
              style: str = "write") -> Answer:
     """The answer a reader sees, from the model's raw reply (see the module docstring).
 
-    A figure or name may also come from the question ("Maersk" for "the company"): whether
-    the documents back the question's own names is the premise check's job."""
+    A figure or name may also come from the question ("Maersk" for "the company")."""
     reply = parse_reply(raw, len(cands))
     confident = extractive is not None and not extractive.refused \
         and extractive.score >= quote_confidence
@@ -420,11 +419,13 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
         return _withheld(mode, "the model chose evidence but found no answer in it")
     # The model often lists less evidence than it used (one part of a two-part question):
     # a shown sentence that holds a figure or name of the answer joins the evidence.
+    lacking = set(unsupported_specifics(reply.answer, _evidence_text(chosen)))
     for c in cands:
-        if c not in chosen and any(_holds(_evidence_text([c]), x)
-                                   for x in unsupported_specifics(reply.answer,
-                                                                  _evidence_text(chosen))):
+        held = {x for x in lacking if _holds(_evidence_text([c]), x)} if c not in chosen \
+            else set()
+        if held:
             chosen.append(c)
+            lacking -= held
     # An answer that needs a figure or name no shown sentence has shows that they do not
     # hold the answer (the model filled the gap from elsewhere): withheld, not quoted.
     missing = unsupported_specifics(reply.answer, f"{_evidence_text(chosen)}\n{question}")
