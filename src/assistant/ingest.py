@@ -160,6 +160,7 @@ def _update(index: ChromaIndex, embedder: Embedder, docs: list[tuple[SourceDocum
         (report.updated if previous else report.added).append(doc.id)
         manifest[doc.id] = {"fingerprint": fp, "path": str(doc.path.resolve()),
                             "root": root, "title": doc.title}
+        manifest[doc.id].update(kind=doc.kind, ingested=round(time.time()))  # for listings
         if doc.pages:  # where each page starts: citations and the document view say it
             manifest[doc.id]["pages"] = doc.pages
         to_embed.append(doc)

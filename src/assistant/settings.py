@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,7 +36,12 @@ class Settings(BaseSettings):
     chroma_url: str = Field(
         "", description="Chroma server URL (e.g. http://127.0.0.1:8000); empty = embedded store."
     )
-    collection: str = Field("assistant", description="Name prefix of the Chroma collections.")
+    collection: str = Field("assistant", description="Name prefix of the Chroma collections "
+                            "(the `default` collection's; other collections derive theirs).")
+    max_open_collections: int = Field(
+        8, ge=1, le=1000, description="Collections besides `default` whose retriever (chunk "
+        "texts and keyword index) is held in memory at once; the least recently used one is "
+        "let go first.")
     embedding_model: str = Field(
         "", description="Local path of a sentence-transformers model; empty = packaged MiniLM."
     )
@@ -95,6 +100,18 @@ class Settings(BaseSettings):
         description="Origins allowed to call the API and embed the widget; empty = own origin.",
     )
     api_key: str = Field("", description="When set, the HTTP API requires this bearer key.")
+    admin_key: str = Field(
+        "", description="When set, document management (/api/documents and the page's "
+        "Documents tab) is on and requires this bearer key; empty = off.")
+    collection_origins: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per collection, the only other origins whose pages may use it (they "
+        "must be allowed_origins too); a collection not named here is open to every allowed "
+        "origin.")
+    upload_max_bytes: int = Field(10_000_000, ge=1, description="Largest uploaded file, in "
+                                  "bytes.")
+    upload_max_files: int = Field(10, ge=1, le=1000, description="Most files in one upload "
+                                  "request.")
     rate_limit_per_minute: int = Field(60, description="Requests per minute per client.")
     trusted_proxies: list[str] = Field(
         default_factory=list,
@@ -114,6 +131,15 @@ class Settings(BaseSettings):
     keep_alive_timeout_s: int = Field(5, ge=1, description="Idle keep-alive connections "
                                       "are closed after this long.")
     llm_queue_size: int = Field(4, description="Waiting requests for the local model.")
+
+    @field_validator("collection_origins")
+    @classmethod
+    def _collection_names(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        from .catalog import valid_name
+
+        for name in value:
+            valid_name(name)  # a CollectionError is a ValueError: pydantic reports it
+        return value
 
     @classmethod
     def settings_customise_sources(

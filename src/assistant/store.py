@@ -218,13 +218,15 @@ class ChromaIndex:
     """Generations of one logical index, behind a pointer collection."""
 
     def __init__(self, data_dir: Path, chroma_url: str = "", name: str = "assistant",
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, *, client: Any | None = None) -> None:
+        """`client`: an open Chroma client of the same store to share (the indexes of several
+        collections need one connection); by default one is opened."""
         self.name = name
         self.server = bool(chroma_url)
         self.path = data_dir / "chroma"
         self.location = chroma_url or str(self.path)
         self.timeout_s = timeout_s
-        self.client = _client(data_dir, chroma_url, timeout_s)
+        self.client = client if client is not None else _client(data_dir, chroma_url, timeout_s)
         self._cached: Any | None = None
         self._cached_sentences: tuple[str, Any | None] | None = None
         try:
@@ -465,6 +467,28 @@ class ChromaIndex:
 
     def _collection_names(self) -> list[str]:
         return [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
+
+    @_guarded
+    def store_names(self) -> list[str]:
+        """The names of every Chroma collection in the store (of every index in it)."""
+        try:
+            return self._collection_names()
+        except Exception as exc:
+            if self.server and is_unreachable(exc):
+                raise
+            raise StoreError(f"cannot read the Chroma index at {self.location}: {exc}",
+                             location=self.location, cause=str(exc)) from exc
+
+    @_guarded
+    def pointer_metadata(self, name: str) -> dict[str, Any] | None:
+        """The pointer metadata of the index named `name` in the same store; None when that
+        index does not exist."""
+        try:
+            return dict(self.client.get_collection(f"{name}-pointer").metadata or {})
+        except Exception as exc:  # NotFoundError (or ValueError in older chromadbs)
+            if self.server and is_unreachable(exc):
+                raise
+            return None
 
     @_guarded
     def cleanup(self, keep: set[str] | None = None) -> None:

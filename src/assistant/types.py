@@ -19,13 +19,16 @@ QUOTE_LINK_CHARS = 500
 VERSION_CHARS = 16  # of the document's SHA-256 content hash, in a link
 
 
-def source_url(document: str, start: int, end: int, version: str = "", quote_text: str = ""
-               ) -> str:
+def source_url(document: str, start: int, end: int, version: str = "", quote_text: str = "",
+               collection: str = "") -> str:
     """The document view's URL of a passage, relative to the app's base URL:
-    `docs/<document>?start=S&end=E&v=<content hash>&q=<quote>#cite`."""
+    `docs/<document>?start=S&end=E&v=<content hash>&q=<quote>#cite`, with `c=<collection>`
+    before `q` for a collection other than `default`."""
     params: dict[str, str | int] = {"start": start, "end": end}
     if version:
         params["v"] = version[:VERSION_CHARS]
+    if collection:
+        params["c"] = collection
     if quote_text:
         params["q"] = quote_text[:QUOTE_LINK_CHARS]
     query = urlencode(params, quote_via=quote)
@@ -69,11 +72,13 @@ class Citation:
     end: int = 0
     page: int | None = None  # PDFs: the page `text` starts on (1-based)
     version: str = ""  # the document's content hash (SHA-256 of its text) when cited
+    collection: str = ""  # the collection it was cited from; "" for `default`
 
     @property
     def url(self) -> str:
         """The document view of this passage, relative to the app's base URL."""
-        return source_url(self.document, self.start, self.end, self.version, self.text)
+        return source_url(self.document, self.start, self.end, self.version, self.text,
+                          self.collection)
 
     def public(self) -> dict[str, Any]:
         """The stable JSON shape shared by the CLI, the API, the widget and the evaluation."""
@@ -116,6 +121,7 @@ class Answer:
     grounding: str = ""
     # The extractive answerer's confidence (its best sentence's score); not part of the JSON.
     score: float = 0.0
+    collection: str = "default"  # the collection whose passages it was answered from
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,4 +135,5 @@ class Answer:
             "rewritten_question": self.rewritten_question,
             "usage": dict(self.usage),
             "grounding": self.grounding or ("refused" if self.refused else "quoted"),
+            "collection": self.collection,
         }

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from assistant.catalog import DEFAULT, CollectionError, valid_name
 from assistant.chunking import chunk_document
 from assistant.core import BusyError, Delta, Event, Final, validate
 from assistant.documents import SourceDocument
@@ -30,8 +31,10 @@ ANSWER = "The answer is here [1]."
 class FakeAssistant:
     def __init__(self, settings: Settings | None = None, *, generators: Sequence[str] = (
             "extractive",), delay: float = 0.0, busy: bool = False,
-            fail_midway: bool = False) -> None:
+            fail_midway: bool = False, collections: Sequence[str] = ()) -> None:
         self.settings = settings or Settings(data_dir=Path("/nonexistent"))
+        self._collections = [DEFAULT, *collections]
+        self.used: list[str | None] = []  # the collection each stream() was asked for
         self._generators = list(generators)
         self.delay = delay
         self.busy = busy
@@ -45,17 +48,35 @@ class FakeAssistant:
 
     def health(self) -> dict[str, Any]:
         return {"documents": 1, "chunks": 3, "generator": self._generators[0],
-                "store": "embedded", "embedding_model": "fake"}
+                "store": "embedded", "embedding_model": "fake",
+                "collections": self.collection_info()}
 
-    def document(self, document: str) -> DocumentText | None:
+    def collections(self, refresh: bool = False) -> list[str]:
+        return list(self._collections)
+
+    def has_collection(self, name: str) -> bool:
+        return valid_name(name) in self._collections
+
+    def collection_info(self) -> list[dict[str, Any]]:
+        return [{"name": c, "documents": 1, "chunks": 3} for c in self._collections]
+
+    def _check(self, collection: str | None) -> None:
+        if collection is not None and not self.has_collection(collection):
+            raise CollectionError(f"Unknown collection {collection!r}", 404)
+
+    def document(self, document: str, collection: str | None = None) -> DocumentText | None:
+        self._check(collection)
         if document != DOCUMENT.id:
             return None
         entry = {"fingerprint": f"{DOCUMENT.content_hash}:2:900:fake", "title": DOCUMENT.title}
         return DocumentText.build(DOCUMENT.id, entry, chunk_document(DOCUMENT))
 
     def stream(self, question: str, history: Sequence[Message] = (),
-               generator: str | None = None) -> Iterator[Event]:
+               generator: str | None = None, collection: str | None = None
+               ) -> Iterator[Event]:
         q = validate(question, history, self.settings)
+        self._check(collection)
+        self.used.append(collection)
         if self.busy:
             raise BusyError("queue full")
         self.threads.add(threading.get_ident())
@@ -87,7 +108,8 @@ class SlowAssistant(FakeAssistant):
         self.finished = threading.Event()
 
     def stream(self, question: str, history: Sequence[Message] = (),
-               generator: str | None = None) -> Iterator[Event]:
+               generator: str | None = None, collection: str | None = None
+               ) -> Iterator[Event]:
         validate(question, history, self.settings)
         self.calls.append((question, list(history), generator))
         try:

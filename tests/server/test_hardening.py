@@ -418,13 +418,14 @@ class QueuedAssistant(FakeAssistant):
         self.gave_up = threading.Event()
 
     def stream(self, question: str, history: Sequence[Message] = (),
-               generator: str | None = None) -> Iterator[Any]:
+               generator: str | None = None, collection: str | None = None
+               ) -> Iterator[Any]:
         from assistant.llm.base import caller_gone
 
         gone = caller_gone.get()
         if gone is not None and gone.wait(20):
             self.gave_up.set()
-        yield from super().stream(question, history, generator)
+        yield from super().stream(question, history, generator, collection)
 
 
 def test_a_queued_answer_learns_that_its_client_left() -> None:

@@ -1,5 +1,10 @@
-"""HTTP API over one `Assistant`: /api/chat (JSON or Server-Sent Events), /api/health and an
-OpenAI-compatible /v1/chat/completions.
+"""HTTP API over one `Assistant`: /api/chat (JSON or Server-Sent Events), /api/health,
+/api/collections and an OpenAI-compatible /v1/chat/completions.
+
+A question may name its collection (`collection` in the body; under /v1 also a `model` that
+names one). A name that is not valid is 422, a collection that does not exist 404, and a
+cross-origin request from a site the `collection_origins` setting does not name for it 403:
+never an answer from another collection.
 
 The assistant's `stream()` is a synchronous generator that does CPU work (retrieval, model
 calls), so every step of it runs in the thread pool: the event loop stays free and many
@@ -28,11 +33,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.concurrency import run_in_threadpool
 
+from ..catalog import DEFAULT, NAME_RE, CollectionError, valid_name
 from ..core import BusyError, Delta, Event, Final, InputError, invalid_code_point
 from ..llm.base import caller_gone
 from ..sources import DocumentText
 from ..store import StoreError
 from ..types import Answer, Message
+from .origins import CollectionOrigins, OriginPolicy
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +58,17 @@ class AssistantLike(Protocol):
     def health(self) -> dict[str, Any]: ...
 
     def stream(self, question: str, history: Sequence[Message] = (),
-               generator: str | None = None) -> Iterator[Event]: ...
+               generator: str | None = None, collection: str | None = None
+               ) -> Iterator[Event]: ...
 
-    def document(self, document: str) -> DocumentText | None: ...
+    def document(self, document: str, collection: str | None = None
+                 ) -> DocumentText | None: ...
+
+    def collections(self, refresh: bool = False) -> list[str]: ...
+
+    def has_collection(self, name: str) -> bool: ...
+
+    def collection_info(self) -> list[dict[str, Any]]: ...
 
 
 class ApiError(Exception):
@@ -105,6 +120,8 @@ class ChatRequest(BaseModel):
     generator: StrictStr | None = Field(
         None, description="A name from GET /api/health `generators`; default: the first."
     )
+    collection: StrictStr | None = Field(
+        None, description="A name from GET /api/collections; default: `default`.")
 
 
 class ContentPart(BaseModel):
@@ -126,6 +143,7 @@ class CompletionRequest(BaseModel):
     model: StrictStr = ""
     messages: list[OpenAIMessage] = Field(min_length=1)
     stream: StrictBool = False
+    collection: StrictStr | None = None
 
 
 # -- conversation helpers ----------------------------------------------------------------------
@@ -177,6 +195,8 @@ def store_unavailable(exc: StoreError) -> ApiError:
 def _map_error(exc: Exception) -> ApiError:
     if isinstance(exc, InputError):
         return ApiError(422, str(exc))
+    if isinstance(exc, CollectionError):
+        return ApiError(exc.status, str(exc))
     if isinstance(exc, StoreError):
         return store_unavailable(exc)
     if _is_busy(exc):
@@ -260,9 +280,11 @@ class _Session:
 
 
 async def start(assistant: AssistantLike, question: str, history: list[Message],
-                generator: str | None, request: Request | None = None) -> _Session:
+                generator: str | None, request: Request | None = None,
+                collection: str | None = None) -> _Session:
     """Run the assistant up to its first event; errors before it become an ApiError."""
-    session = _Session(assistant.stream(question, history, generator), request)
+    session = _Session(assistant.stream(question, history, generator, collection=collection),
+                       request)
     try:
         first = await session.pull()
     except ClientGone:
@@ -276,9 +298,10 @@ async def start(assistant: AssistantLike, question: str, history: list[Message],
 
 
 async def answer_all(assistant: AssistantLike, question: str, history: list[Message],
-                     generator: str | None, request: Request | None = None) -> Answer:
+                     generator: str | None, request: Request | None = None,
+                     collection: str | None = None) -> Answer:
     """The whole answer, pulled event by event so that a client leaving stops it."""
-    session = await start(assistant, question, history, generator, request)
+    session = await start(assistant, question, history, generator, request, collection)
     final: Answer | None = None
     try:
         async for event in session.rest():
@@ -305,9 +328,31 @@ def _sse(event: str, data: Any) -> str:
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+# -- collections -------------------------------------------------------------------------------
+async def use_collection(assistant: AssistantLike, origins: CollectionOrigins,
+                         request: Request, name: str | None) -> str:
+    """The collection a request names (None: `default`), checked: ApiError 422 for a name that
+    is not valid, 403 for an origin that may not use it, 404 for one that does not exist."""
+    name = DEFAULT if name is None else name
+    try:
+        valid_name(name)
+    except CollectionError as exc:
+        raise ApiError(exc.status, str(exc)) from exc
+    refusal = origins.refusal(name, request.scope, request.headers)
+    if refusal is not None:
+        raise ApiError(403, refusal)
+    if name != DEFAULT and not await run_in_threadpool(assistant.has_collection, name):
+        known = await run_in_threadpool(assistant.collections)
+        raise ApiError(404, f"Unknown collection {name!r}; the collections are: "
+                       f"{', '.join(origins.visible(known, request.scope, request.headers))}.")
+    return name
+
+
 # -- the router --------------------------------------------------------------------------------
-def make_api_router(assistant: AssistantLike) -> APIRouter:
+def make_api_router(assistant: AssistantLike, origins: CollectionOrigins | None = None
+                    ) -> APIRouter:
     router = APIRouter()
+    origins = origins or CollectionOrigins({}, OriginPolicy([]))
 
     def pick_generator(name: str | None, *, strict: bool) -> str | None:
         if not name:
@@ -320,7 +365,7 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
         return None  # OpenAI clients send any model name: use the default generator
 
     @router.get("/api/health", response_model=None)
-    async def health() -> dict[str, Any] | JSONResponse:
+    async def health(request: Request) -> dict[str, Any] | JSONResponse:
         try:
             info = await run_in_threadpool(assistant.health)
         except StoreError as exc:  # checked on every call: never a stale "ok"
@@ -328,7 +373,20 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
             return JSONResponse({"status": "unavailable", "error": err.message,
                                  "store": exc.location, "generators": assistant.generators},
                                 status_code=503, headers=err.headers)
+        if "collections" in info:
+            info["collections"] = _visible_info(info["collections"], request)
         return {"status": "ok", **info, "generators": assistant.generators}
+
+    def _visible_info(info: list[dict[str, Any]], request: Request) -> list[dict[str, Any]]:
+        names = set(origins.visible([c["name"] for c in info], request.scope, request.headers))
+        return [c for c in info if c["name"] in names]
+
+    @router.get("/api/collections")
+    async def collections(request: Request) -> dict[str, Any]:
+        """The collections (those the request's origin may use), with document and chunk
+        counts; `default` first."""
+        info = await run_in_threadpool(assistant.collection_info)
+        return {"collections": _visible_info(info, request), "default": DEFAULT}
 
     @router.post("/api/chat", response_model=None)
     async def chat(body: ChatRequest, request: Request) -> Response:
@@ -340,11 +398,14 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
         """
         question, history = split_conversation([(m.role, m.content) for m in body.messages])
         generator = pick_generator(body.generator, strict=True)
+        collection = await use_collection(assistant, origins, request, body.collection)
         try:
             if not body.stream:
-                answer = await answer_all(assistant, question, history, generator, request)
+                answer = await answer_all(assistant, question, history, generator, request,
+                                          collection)
                 return JSONResponse(answer.to_json())
-            session = await start(assistant, question, history, generator, request)
+            session = await start(assistant, question, history, generator, request,
+                                  collection)
         except ClientGone:
             return _gone(request.url.path)
 
@@ -363,24 +424,46 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
         return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
     @router.get("/v1/models")
-    async def models() -> dict[str, Any]:
+    async def models(request: Request) -> dict[str, Any]:
+        """The generators, then the collections (a `model` may name either)."""
+        generators = assistant.generators
+        names = await run_in_threadpool(assistant.collections)
         return {"object": "list", "data": [
             {"id": g, "object": "model", "created": 0, "owned_by": "assistant"}
-            for g in assistant.generators
+            for g in generators
+        ] + [
+            {"id": c, "object": "model", "created": 0, "owned_by": "collection"}
+            for c in origins.visible(names, request.scope, request.headers)
+            if c not in generators
         ]}
+
+    async def completion_collection(body: CompletionRequest, request: Request) -> str:
+        """`collection`, or a `model` naming a collection (any other model name is ignored,
+        as OpenAI clients send one whatever the server)."""
+        named = body.model if (body.model and body.model not in assistant.generators
+                               and NAME_RE.fullmatch(body.model)) else ""
+        if named and named not in await run_in_threadpool(assistant.collections):
+            named = ""
+        if body.collection is not None and named and named != body.collection:
+            raise ApiError(422, f"model names the collection {named!r} but collection is "
+                           f"{body.collection!r}: name one.")
+        return await use_collection(assistant, origins, request, body.collection or named or None)
 
     @router.post("/v1/chat/completions", response_model=None)
     async def completions(body: CompletionRequest, request: Request) -> Response:
         """OpenAI-compatible; the citations travel in extra fields "citations" and "refused"."""
         question, history = split_conversation([(m.role, _openai_text(m)) for m in body.messages])
         generator = pick_generator(body.model, strict=False)
+        collection = await completion_collection(body, request)
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         try:
             if not body.stream:
-                answer = await answer_all(assistant, question, history, generator, request)
+                answer = await answer_all(assistant, question, history, generator, request,
+                                          collection)
             else:
-                session = await start(assistant, question, history, generator, request)
+                session = await start(assistant, question, history, generator, request,
+                                      collection)
         except ClientGone:
             return _gone(request.url.path)
         if not body.stream:
@@ -392,6 +475,7 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
                 "citations": [c.public() for c in answer.citations],
                 "refused": answer.refused,
+                "collection": collection,
             })
         model = generator or (assistant.generators or ["assistant"])[0]
 
@@ -412,7 +496,8 @@ def make_api_router(assistant: AssistantLike) -> APIRouter:
                     elif isinstance(event, Final):
                         a = event.answer
                         yield chunk({}, "stop", answer=a.answer, refused=a.refused,
-                                    citations=[c.public() for c in a.citations])
+                                    citations=[c.public() for c in a.citations],
+                                    collection=collection)
             except ClientGone:
                 return
             except Exception as exc:

@@ -26,6 +26,10 @@ Standard pieces where they fit, outermost first:
   routes alike), by Content-Length up front and counted as it arrives (so a chunked body
   without Content-Length is capped too), with a deadline for the whole body (408);
 - Gradio's upload route is refused: the chat page takes no files;
+- document management (/api/documents, admin.py) exists only with an admin key, needs it as a
+  bearer key on every request (the API key and the page's cookie never grant it; wrong admin
+  keys count towards the same per-client limit), and is refused to other origins; its
+  uploads have their own body cap (upload_max_files x upload_max_bytes);
 - the status of an error the chat function reports through Gradio's HTTP API (/run, /api):
   422 for a question it cannot take, 429 past the rate limit, 503 when busy, not 500.
 """
@@ -42,7 +46,7 @@ import time
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -58,8 +62,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..settings import Settings
 from ..store import StoreError
+from .admin import ADMIN_PREFIX, upload_cap
 from .api import ApiError, AssistantLike, error_response, make_api_router, store_unavailable
 from .docview import SCRIPT_PATH, make_docs_router
+from .origins import CollectionOrigins, OriginPolicy, normalize_origin
+
+__all__ = ["OriginPolicy", "make_app", "normalize_origin"]
 
 log = logging.getLogger(__name__)
 
@@ -77,62 +85,6 @@ LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 # Set by the chat function (ui.py) in the request's scope["state"]: (status, message, headers)
 # of an error it raised, so Gradio's HTTP API answers that status instead of 500.
 GRADIO_ERROR = "assistant.gradio_error"
-
-
-# -- origins -----------------------------------------------------------------------------------
-def normalize_origin(origin: str) -> str:
-    """'HTTP://Example.com' -> 'http://example.com:80': scheme, host and explicit port."""
-    parts = urlsplit(origin.strip().rstrip("/"))
-    if not parts.scheme or not parts.hostname:
-        return origin.strip()
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
-    except ValueError:
-        return origin.strip()
-    return f"{parts.scheme.lower()}://{parts.hostname.lower()}:{port}"
-
-
-class OriginPolicy:
-    """The app's own origin (from the request's Host) plus the `allowed_origins` setting."""
-
-    def __init__(self, allowed: list[str]) -> None:
-        self.any = "*" in allowed
-        self.allowed = [o.strip().rstrip("/") for o in allowed if o.strip() and o != "*"]
-        self._normalized = {normalize_origin(o) for o in self.allowed}
-
-    def own_origin(self, scope: Scope, headers: Headers) -> str:
-        host = headers.get("host") or ""
-        return normalize_origin(f"{scope.get('scheme', 'http')}://{host}")
-
-    def is_allowed(self, origin: str, scope: Scope, headers: Headers) -> tuple[bool, bool]:
-        """(allowed, cross_origin) for a request carrying `Origin: origin`."""
-        o = normalize_origin(origin)
-        if o == self.own_origin(scope, headers):
-            return True, False
-        return self.any or o in self._normalized, True
-
-    def frame_ancestors(self) -> str:
-        if self.any:
-            return "frame-ancestors *"
-        return " ".join(["frame-ancestors 'self'", *self.allowed])
-
-    def cors_origins(self) -> list[str]:
-        """The allowed origins as browsers send them (CORSMiddleware compares exactly)."""
-        if self.any:
-            return ["*"]
-        out: list[str] = []
-        for o in self.allowed:
-            parts = urlsplit(o)
-            out.append(o)
-            if parts.scheme and parts.hostname:
-                base = f"{parts.scheme.lower()}://{parts.hostname.lower()}"
-                default = {"http": 80, "https": 443}.get(parts.scheme.lower())
-                try:
-                    port = parts.port
-                except ValueError:
-                    continue
-                out.append(base if port in (None, default) else f"{base}:{port}")
-        return list(dict.fromkeys(out))
 
 
 # -- rate limit --------------------------------------------------------------------------------
@@ -278,6 +230,9 @@ class Guard:
     def __init__(self, app: ASGIApp, settings: Settings, limiter: RateLimiter) -> None:
         self.app = app
         self.key = KeyCheck(settings.api_key) if settings.api_key else None
+        self.admin = KeyCheck(settings.admin_key) if settings.admin_key else None
+        self.origins = OriginPolicy(list(settings.allowed_origins))
+        self.upload_cap = upload_cap(settings)
         self.limiter = limiter
         self.wrong_keys = RateLimiter(WRONG_KEYS_PER_MINUTE)
         self.body_timeout_s = settings.body_timeout_s
@@ -299,19 +254,53 @@ class Guard:
             await self._reply(scope, receive, send, error_response(
                 path, 403, "File uploads are not accepted: the chat page takes no files."))
             return
-        if self.key is not None and path not in PUBLIC_PATHS:
+        admin = path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+        if admin:  # the admin key, and only it, opens these routes
+            admin_refusal = self._admin_refusal(scope, headers, path)
+            if admin_refusal is not None:
+                await self._reply(scope, receive, send, admin_refusal)
+                return
+        elif self.key is not None and path not in PUBLIC_PATHS:
             key_refusal = await self._key_refusal(scope, receive, headers, path, method)
             if key_refusal is not None:
                 await self._reply(scope, receive, send, key_refusal)
                 return
-        refusal = self._check_request(scope, headers, path, method)
+        limit = self.upload_cap if admin and method == "POST" else MAX_BODY_BYTES
+        refusal = self._check_request(scope, headers, path, method, limit)
         if refusal is not None:
             await self._reply(scope, receive, send, refusal)
             return
         if method in BODILESS_METHODS:
             await self.app(scope, receive, self._wrap_send(send, scope))
             return
-        await self._call_capped(scope, receive, send, path)
+        await self._call_capped(scope, receive, send, path, limit)
+
+    # -- the admin key
+    def _admin_refusal(self, scope: Scope, headers: Headers, path: str) -> Response | None:
+        """None for the admin key as a bearer key from the app's own origin (or no browser
+        origin); else 404 without an admin key set, 403 from another origin, 401 for a missing
+        or wrong key, 429 past WRONG_KEYS_PER_MINUTE (shared with the API key)."""
+        if self.admin is None:
+            return error_response(path, 404, f"Not found: {path} (document management is "
+                                  "off; it needs the admin_key setting).")
+        origin = headers.get("origin")
+        if origin is not None and self.origins.is_allowed(origin, scope, headers)[1]:
+            return error_response(path, 403, "Document management is open only to this "
+                                  "app's own pages and to programs, not to other sites.")
+        token = self.admin.bearer(headers)
+        if token is None:
+            return error_response(path, 401, "Missing admin key: send the header "
+                                  "'Authorization: Bearer <admin key>'.",
+                                  {"WWW-Authenticate": "Bearer"})
+        client = client_key(scope)
+        wait = self.wrong_keys.wait(client)
+        if wait:
+            return too_many(path, "Too many wrong keys.", wait)
+        if self.admin.matches(token):
+            return None
+        self.wrong_keys.hit(client)
+        log.info("wrong admin key from %s", client)
+        return error_response(path, 401, "Wrong admin key.", {"WWW-Authenticate": "Bearer"})
 
     # -- the API key
     async def _key_refusal(self, scope: Scope, receive: Receive, headers: Headers, path: str,
@@ -391,12 +380,12 @@ class Guard:
 
     # -- every route
     def _check_request(self, scope: Scope, headers: Headers, path: str,
-                       method: str) -> Response | None:
+                       method: str, limit: int = MAX_BODY_BYTES) -> Response | None:
         """413 for a declared over-size body; 429 past the rate limit of the answering paths."""
         length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        if length is not None and length.isdigit() and int(length) > limit:
             log.info("refused a %s-byte request body for %s", length, path)
-            return self._too_large(path)
+            return self._too_large(path, limit)
         if method == "POST" and path in RATE_LIMITED_PATHS:
             wait = self.limiter.hit(client_key(scope))
             if wait:
@@ -409,7 +398,8 @@ class Guard:
         return error_response(path, 413, f"The request body is too large "
                               f"(over {limit} bytes).", {"Connection": "close"})
 
-    async def _call_capped(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+    async def _call_capped(self, scope: Scope, receive: Receive, send: Send, path: str,
+                           limit: int = MAX_BODY_BYTES) -> None:
         """Run the app with the body counted as it is read (Content-Length may be absent),
         and with a deadline for the whole body.
 
@@ -447,10 +437,9 @@ class Guard:
                     f"{self.body_timeout_s:g} s.", {"Connection": "close"}))
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > MAX_BODY_BYTES:
-                    log.info("refused a request body over %d bytes for %s",
-                             MAX_BODY_BYTES, path)
-                    return await cut_off(self._too_large(path))
+                if received > limit:
+                    log.info("refused a request body over %d bytes for %s", limit, path)
+                    return await cut_off(self._too_large(path, limit))
                 body_done = not message.get("more_body", False)
             return message
 
@@ -690,6 +679,19 @@ def allowed_hosts(settings: Settings) -> list[str]:
     return list(dict.fromkeys(hosts))
 
 
+def _warn_unreachable_origins(settings: Settings, policy: OriginPolicy) -> None:
+    """collection_origins may only narrow allowed_origins: say so for an origin it names
+    that allowed_origins does not (its pages are refused before any collection is chosen)."""
+    if policy.any:
+        return
+    allowed = {normalize_origin(o) for o in policy.allowed}
+    for name, origins in settings.collection_origins.items():
+        for origin in origins:
+            if origin.strip() not in ("", "*") and normalize_origin(origin) not in allowed:
+                log.warning("collection_origins names %s for %r, but allowed_origins does "
+                            "not: its pages are refused", origin, name)
+
+
 def make_app(assistant: AssistantLike | None = None, settings: Settings | None = None, *,
              ui: bool = True) -> FastAPI:
     """The whole server. `ui=False` leaves out the Gradio page (API-only tests)."""
@@ -706,7 +708,16 @@ def make_app(assistant: AssistantLike | None = None, settings: Settings | None =
     app.state.assistant = assistant
     app.state.limiter = limiter
     install_error_handlers(app)
-    app.include_router(make_api_router(assistant))
+    origin_policy = OriginPolicy(list(settings.allowed_origins))
+    collection_origins = CollectionOrigins(dict(settings.collection_origins), origin_policy)
+    _warn_unreachable_origins(settings, origin_policy)
+    app.include_router(make_api_router(assistant, collection_origins))
+    if settings.admin_key:
+        from ..uploads import DocumentManager
+        from .admin import make_admin_router
+
+        manager = DocumentManager(assistant, settings.data_dir, settings.corpus_dir)
+        app.include_router(make_admin_router(manager, settings))
 
     widget = widget_source()
 
@@ -716,8 +727,7 @@ def make_app(assistant: AssistantLike | None = None, settings: Settings | None =
                         headers={"Cache-Control": "no-cache"})
 
     # The document view (/docs/...) and its script: the page's key and origin rules apply.
-    app.include_router(make_docs_router(
-        assistant, OriginPolicy(list(settings.allowed_origins)).frame_ancestors()))
+    app.include_router(make_docs_router(assistant, origin_policy.frame_ancestors()))
 
     docview_script = widget_source("docview.js")
 
@@ -736,7 +746,7 @@ def make_app(assistant: AssistantLike | None = None, settings: Settings | None =
 
         from .ui import make_ui
 
-        blocks = make_ui(assistant, settings, limiter)
+        blocks = make_ui(assistant, settings, limiter, collection_origins)
         app = gr.mount_gradio_app(app, blocks, path="/", footer_links=["api"],
                                   run_history=False, ssr_mode=False)
     # add_middleware wraps: the last added is the outermost.

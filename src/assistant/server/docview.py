@@ -1,5 +1,5 @@
-"""The document view: GET /docs/<document>?start=S&end=E&v=<hash>&q=<quote>, a citation opened
-in its document.
+"""The document view: GET /docs/<document>?start=S&end=E&v=<hash>&c=<collection>&q=<quote>, a
+citation opened in its document (`c` names a collection other than `default`).
 
 The page shows the document's text as the index holds it (rebuilt from its chunks, see
 sources.py) with the heading path of each section, page markers for PDFs, and the cited span
@@ -29,6 +29,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..catalog import CollectionError
 from ..sources import DocumentText
 from ..types import QUOTE_LINK_CHARS
 from .api import AssistantLike
@@ -200,9 +201,9 @@ def render_view(doc: DocumentText, finding: Finding) -> str:
     return _page(doc.title, doc.document, "\n".join(header), "\n".join(main))
 
 
-def render_missing(document: str, quote: str) -> str:
+def render_missing(document: str, quote: str, why: str = "") -> str:
     header = _bar(document) + "\n<h1>Not in the index</h1>"
-    main = _notice("No document of this name is in the index (any more)."
+    main = _notice((why or "No document of this name is in the index (any more).")
                    + (" The quote as it was:" if quote else ""), quote, same=False, anchor=True)
     return _page("Not in the index", document, header, main)
 
@@ -226,9 +227,14 @@ def make_docs_router(assistant: AssistantLike, frame_ancestors: str) -> APIRoute
         end: Annotated[int | None, Query(ge=0)] = None,
         v: Annotated[str, Query(max_length=64)] = "",
         q: Annotated[str, Query(max_length=4 * QUOTE_LINK_CHARS)] = "",
+        c: Annotated[str, Query(max_length=100)] = "",
     ) -> HTMLResponse:
         """A document's text with the passage [start, end) highlighted (see the module doc)."""
-        doc = await run_in_threadpool(assistant.document, document)
+        try:
+            doc = await run_in_threadpool(assistant.document, document, c or None)
+        except CollectionError as exc:
+            return HTMLResponse(render_missing(document, q, str(exc)),
+                                status_code=exc.status, headers=headers)
         if doc is None:
             return HTMLResponse(render_missing(document, q), status_code=404, headers=headers)
         page = render_view(doc, check_link(doc, start, end, v, q))

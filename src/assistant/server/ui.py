@@ -7,6 +7,12 @@ come with ChatInterface; a generator dropdown when more than one generator is av
 Nothing from a question or a document runs as HTML: `safe_chatbot` turns every `<` into a
 character reference before the browser sees it (and back when the value returns), so markup
 shows as the literal text it is; Gradio's own sanitizer stays on behind it.
+
+`?collection=NAME` in the page's URL answers from that collection (Gradio sends the page's
+query string with every call); an invalid or unknown name is an error, never another
+collection's answer. With an admin key set, a "Documents" tab (static/documents.*) manages the
+documents through /api/documents; the operator types the key into the tab, and the server
+checks it on every action. Without an admin key the page has no tabs.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from typing import Any
 
 import gradio as gr
 
+from ..catalog import DEFAULT, CollectionError, valid_name
 from ..core import BusyError, Delta, Final, InputError
 from ..types import GROUNDING, Answer, Message
 from .api import BUSY_MESSAGE, BUSY_RETRY_AFTER_S, AssistantLike, _is_busy
-from .app import GRADIO_ERROR
+from .app import GRADIO_ERROR, widget_source
+from .origins import CollectionOrigins, OriginPolicy
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +189,32 @@ class FeedbackLog:
 
 
 # -- the page ----------------------------------------------------------------------------------
-def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None) -> gr.Blocks:
+def page_collection(request: gr.Request | None) -> str | None:
+    """The `collection` query parameter of the page a call comes from (None: not given)."""
+    if request is None:
+        return None
+    try:
+        params = dict(request.query_params)
+    except AttributeError:
+        return None
+    value = params.get("collection")
+    return None if value is None else str(value)
+
+
+def documents_tab() -> gr.HTML:
+    """The Documents tab's one component: a small client of /api/documents (documents.js)."""
+    return gr.HTML(value="", html_template=widget_source("documents.html"),
+                   css_template=widget_source("documents.css"),
+                   js_on_load=widget_source("documents.js"), elem_id="documents",
+                   apply_default_css=True)
+
+
+def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None,
+            collection_origins: CollectionOrigins | None = None) -> gr.Blocks:
     generators = list(assistant.generators)
     feedback = FeedbackLog(Path(settings.data_dir) / "feedback.jsonl")
+    origins = collection_origins or CollectionOrigins(
+        dict(settings.collection_origins), OriginPolicy(list(settings.allowed_origins)))
 
     def fail(request: gr.Request | None, status: int, message: str,
              headers: dict[str, str] | None = None) -> gr.Error:
@@ -194,6 +225,25 @@ def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None) -> gr.
             scope.setdefault("state", {})[GRADIO_ERROR] = (status, message, headers or {})
         return gr.Error(message, print_exception=False)
 
+    def collection_for(request: gr.Request | None) -> str | None:
+        """The page's collection, checked as the API checks it (422, 403, 404)."""
+        name = page_collection(request)
+        if name is None:
+            name = DEFAULT
+        try:
+            valid_name(name)
+        except CollectionError as exc:
+            raise fail(request, exc.status, str(exc)) from exc
+        raw = getattr(request, "request", None)
+        if raw is not None:
+            refusal = origins.refusal(name, raw.scope, raw.headers)
+            if refusal is not None:
+                raise fail(request, 403, refusal)
+        if name != DEFAULT and not assistant.has_collection(name):
+            raise fail(request, 404, f"Unknown collection {name!r}; the collections are: "
+                       f"{', '.join(assistant.collections())}.")
+        return None if name == DEFAULT else name
+
     def answer(message: str, history: list[dict[str, Any]], generator: str | None,
                request: gr.Request | None) -> Iterator[Any]:
         if limiter is not None and request is not None and request.client is not None:
@@ -202,9 +252,11 @@ def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None) -> gr.
                 seconds = int(wait) + 1
                 raise fail(request, 429, f"Too many questions; try again in {seconds} s.",
                            {"Retry-After": str(seconds)})
+        collection = collection_for(request)
         text = ""
         try:
-            for event in assistant.stream(message, to_history(history), generator):
+            for event in assistant.stream(message, to_history(history), generator,
+                                          collection=collection):
                 if isinstance(event, Delta):
                     text += event.text
                     yield text
@@ -212,6 +264,8 @@ def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None) -> gr.
                     yield answer_messages(event.answer)
         except InputError as exc:
             raise fail(request, 422, str(exc)) from exc
+        except CollectionError as exc:
+            raise fail(request, exc.status, str(exc)) from exc
         except Exception as exc:
             if isinstance(exc, BusyError) or _is_busy(exc):
                 raise fail(request, 503, BUSY_MESSAGE,
@@ -233,37 +287,64 @@ def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None) -> gr.
     def on_like(history: list[dict[str, Any]], data: gr.LikeData) -> None:
         feedback.record(history, data.index, data.liked)
 
+    def show_collection(request: gr.Request) -> Any:
+        """On load: which collection this page answers from, or why it cannot."""
+        name = page_collection(request)
+        if name is None or name == DEFAULT:
+            return gr.update(visible=False)
+        try:
+            collection_for(request)
+        except gr.Error as exc:
+            return gr.update(value=f"**{escape_markdown(escape_html(exc.message))}**",
+                             visible=True)
+        return gr.update(value=f"Answers come from the collection **{name}**.", visible=True)
+
     with gr.Blocks(title=TITLE, analytics_enabled=False, fill_height=True) as page:
-        chatbot = safe_chatbot(
-            label="Conversation", scale=1, sanitize_html=True, render_markdown=True,
-            allow_tags=False, latex_delimiters=[], buttons=["copy"],
-            placeholder="Ask about the documents. Every answer cites the passages it used.",
-        )
-        extra: list[Any] = []
-        examples: list[Any] = EXAMPLES
-        if len(generators) > 1:
-            extra = [gr.Dropdown(generators, value=generators[0], label="Answer with",
-                                 render=False)]  # unrendered: ChatInterface puts it in an accordion
-            examples = [[q, None] for q in EXAMPLES]
-        gr.ChatInterface(
-            respond,
-            chatbot=chatbot,
-            textbox=gr.Textbox(placeholder="Ask a question…", submit_btn=True, stop_btn=True,
-                               max_lines=6, show_label=False),
-            additional_inputs=extra,
-            additional_inputs_accordion="Generator" if extra else None,
-            examples=examples,
-            run_examples_on_click=True,
-            cache_examples=False,
-            title=TITLE,
-            description="Answers come from the documents, with numbered sources. "
-                        "Open **Sources** under an answer to read the quoted passages.",
-            api_name="chat",
-            # Gradio's default runs one chat at a time for everyone; extractive answers can
-            # run side by side, and the local model bounds itself (BusyError -> "busy").
-            concurrency_limit=None,
-            analytics_enabled=False,
-            fill_height=True,
-        )
-        chatbot.like(on_like, [chatbot], None, api_visibility="undocumented", queue=False)
+        notice = gr.Markdown(visible=False, elem_id="collection-notice")
+        if settings.admin_key:
+            with gr.Tabs():
+                with gr.Tab("Chat", id="chat"):
+                    chat_interface(respond, generators, on_like)
+                with gr.Tab("Documents", id="documents"):
+                    documents_tab()
+        else:
+            chat_interface(respond, generators, on_like)
+        page.load(show_collection, None, notice, api_visibility="private",
+                  show_progress="hidden")
     return page
+
+
+def chat_interface(respond: Any, generators: list[str], on_like: Any) -> None:
+    """The chat itself: a ChatInterface with the Sources blocks, examples and feedback."""
+    chatbot = safe_chatbot(
+        label="Conversation", scale=1, sanitize_html=True, render_markdown=True,
+        allow_tags=False, latex_delimiters=[], buttons=["copy"],
+        placeholder="Ask about the documents. Every answer cites the passages it used.",
+    )
+    extra: list[Any] = []
+    examples: list[Any] = EXAMPLES
+    if len(generators) > 1:
+        extra = [gr.Dropdown(generators, value=generators[0], label="Answer with",
+                             render=False)]  # unrendered: ChatInterface puts it in an accordion
+        examples = [[q, None] for q in EXAMPLES]
+    gr.ChatInterface(
+        respond,
+        chatbot=chatbot,
+        textbox=gr.Textbox(placeholder="Ask a question…", submit_btn=True, stop_btn=True,
+                           max_lines=6, show_label=False),
+        additional_inputs=extra,
+        additional_inputs_accordion="Generator" if extra else None,
+        examples=examples,
+        run_examples_on_click=True,
+        cache_examples=False,
+        title=TITLE,
+        description="Answers come from the documents, with numbered sources. "
+                    "Open **Sources** under an answer to read the quoted passages.",
+        api_name="chat",
+        # Gradio's default runs one chat at a time for everyone; extractive answers can
+        # run side by side, and the local model bounds itself (BusyError -> "busy").
+        concurrency_limit=None,
+        analytics_enabled=False,
+        fill_height=True,
+    )
+    chatbot.like(on_like, [chatbot], None, api_visibility="undocumented", queue=False)
