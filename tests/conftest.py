@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,43 @@ def brochure_assistant(brochure_data_dir: Path, embedder: Embedder) -> Assistant
 
     settings = Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="extractive")
     return Assistant(settings, embedder=embedder)
+
+
+@dataclass(frozen=True)
+class CollectionsData:
+    """A data dir with two collections: `default` (its corpus folder: the harbour charter and
+    the river compact) and `ferries` (the ferry guidelines)."""
+
+    data_dir: Path
+    corpus_dir: Path
+    ferries_dir: Path
+
+
+FERRY_QUESTION = "What does the Saltholm data ferry carry?"  # only `ferries` can answer
+CHARTER_QUESTION = "Which port authorities signed the Lindqvist Harbour Charter?"  # only default
+
+
+def build_collections(root: Path, embedder: Embedder) -> CollectionsData:
+    from assistant import Assistant, Settings
+
+    corpus, ferries, data = root / "corpus", root / "ferries", root / "data"
+    corpus.mkdir(parents=True)
+    ferries.mkdir()
+    for name in ("harbour-charter.md", "river-compact.md"):
+        shutil.copy(MULTIDOC / name, corpus / name)
+    shutil.copy(MULTIDOC / "ferry-guidelines.txt", ferries / "ferry-guidelines.txt")
+    assistant = Assistant(Settings(data_dir=data, corpus_dir=corpus, generator="extractive"),
+                          embedder=embedder)
+    assert assistant.ingest().ok
+    assert assistant.ingest([ferries], collection="ferries").ok
+    return CollectionsData(data, corpus, ferries)
+
+
+@pytest.fixture(scope="session")
+def collections_data(tmp_path_factory: pytest.TempPathFactory,
+                     embedder: Embedder) -> CollectionsData:
+    """Built once per session; tests must not change it (copy it, or build their own)."""
+    return build_collections(tmp_path_factory.mktemp("collections"), embedder)
 
 
 @pytest.fixture

@@ -105,7 +105,11 @@ def make_admin_router(manager: DocumentManager, settings: Settings) -> APIRouter
         went_in = any(f["status"] in ("added", "updated", "unchanged") for f in result["files"])
         log.info("upload into %s: %s", collection,
                  ", ".join(f"{f['file']}: {f['status']}" for f in result["files"]))
-        return JSONResponse(result, status_code=200 if went_in else 422)
+        if went_in:
+            return JSONResponse(result)
+        reasons = "; ".join(f"{f['file'] or '(no name)'}: {f['error']}" for f in result["files"])
+        return JSONResponse({"error": f"No file went in ({reasons}).", **result},
+                            status_code=422)
 
     @router.delete(ADMIN_PREFIX + "/{document:path}")
     async def remove(document: str,

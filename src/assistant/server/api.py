@@ -447,7 +447,8 @@ def make_api_router(assistant: AssistantLike, origins: CollectionOrigins | None 
         if body.collection is not None and named and named != body.collection:
             raise ApiError(422, f"model names the collection {named!r} but collection is "
                            f"{body.collection!r}: name one.")
-        return await use_collection(assistant, origins, request, body.collection or named or None)
+        chosen = body.collection if body.collection is not None else (named or None)
+        return await use_collection(assistant, origins, request, chosen)
 
     @router.post("/v1/chat/completions", response_model=None)
     async def completions(body: CompletionRequest, request: Request) -> Response:

@@ -5,6 +5,8 @@
  *           data-color="#1f5fbf" data-position="right" data-greeting="Hello!" defer></script>
  *
  * - The API base URL is the script's own origin (data-api overrides it).
+ * - data-collection="NAME" answers from that collection only (default: `default`); an unknown
+ *   collection, or one this site may not use, shows the server's error.
  * - Everything lives in a shadow DOM: the host page's CSS cannot reach it.
  * - Answers stream from POST /api/chat (Server-Sent Events read with fetch + ReadableStream).
  * - The conversation is kept in sessionStorage for the browser session.
@@ -26,10 +28,12 @@
   var src = new URL(script.src, window.location.href);
   var data = script.dataset || {};
   var API = (data.api || src.origin + src.pathname.replace(/\/widget\.js$/, "")).replace(/\/$/, "");
-  var KEY = "assistant-widget:" + API;
-  if (window.__assistantWidgets && window.__assistantWidgets[API]) return;
+  var COLLECTION = data.collection || "";
+  // One widget per assistant and collection; each keeps its own conversation.
+  var KEY = "assistant-widget:" + API + (COLLECTION ? "#" + COLLECTION : "");
+  if (window.__assistantWidgets && window.__assistantWidgets[KEY]) return;
   window.__assistantWidgets = window.__assistantWidgets || {};
-  window.__assistantWidgets[API] = true;
+  window.__assistantWidgets[KEY] = true;
 
   var TITLE = data.title || "Ask the documents";
   var GREETING = data.greeting ||
@@ -437,6 +441,7 @@
     if (API_KEY) headers.Authorization = "Bearer " + API_KEY;
     var body = { messages: turns, stream: true };
     if (GENERATOR) body.generator = GENERATOR;
+    if (COLLECTION) body.collection = COLLECTION;
     try {
       var resp = await fetch(API + "/api/chat", {
         method: "POST", headers: headers, body: JSON.stringify(body), credentials: "omit"
