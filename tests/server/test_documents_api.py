@@ -274,3 +274,19 @@ def test_uploads_name_their_collection(admin: tuple[Any, TestClient]) -> None:
     r = c.delete("/api/documents/quillmoor.md?collection=lights", headers=AS_ADMIN)
     assert r.status_code == 200 and uploads_of(assistant, "lights") == []
     assert chat(c, QUILLMOOR_QUESTION, collection="lights")["refused"] is True
+
+
+def test_the_page_never_holds_the_admin_key(tmp_path: Path) -> None:
+    """The Documents tab is on the page only with an admin key, and the key never is."""
+    from assistant.server.app import make_app
+    from assistant.settings import Settings
+
+    from .fakes import FakeAssistant
+
+    for admin_key in (ADMIN, ""):
+        settings = Settings(data_dir=tmp_path, admin_key=admin_key)
+        with TestClient(make_app(FakeAssistant(settings), settings), base_url=LOCAL) as c:
+            page = c.get("/").text + c.get("/config").text
+        assert ADMIN not in page
+        assert ('"label": "Documents"' in page.replace('":"', '": "')) is bool(admin_key)
+        assert ("api/documents" in page) is bool(admin_key)

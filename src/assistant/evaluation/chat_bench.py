@@ -1,4 +1,4 @@
-"""`assistant bench-chat`: issue 3's side-by-side benchmark.
+"""`assistant bench-chat`: the side-by-side chat benchmark.
 
 One run, one machine, one in-process local model (a single `LocalLlama`, loaded once) and one
 Chroma index (the corpus ingested into a data folder the benchmark manages):
@@ -644,7 +644,7 @@ def rerender(json_path: Path, out_dir: Path | None = None) -> dict[str, Any]:
 # -- CLI ----------------------------------------------------------------------------------------
 def configure(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Issue 3's benchmark: this pipeline vs. a plain llama-index "
+        "The side-by-side benchmark: this pipeline vs. a plain llama-index "
         "CondensePlusContextChatEngine, same local model instance, same Chroma index, same "
         "top-k: time to first token, total time, prompt tokens, correctness. Writes "
         "eval/reports/chat_bench.md and .json.")

@@ -427,7 +427,11 @@ def make_api_router(assistant: AssistantLike, origins: CollectionOrigins | None 
     async def models(request: Request) -> dict[str, Any]:
         """The generators, then the collections (a `model` may name either)."""
         generators = assistant.generators
-        names = await run_in_threadpool(assistant.collections)
+        try:
+            names = await run_in_threadpool(assistant.collections)
+        except StoreError as exc:  # the generators can still be listed
+            log.warning("cannot list the collections for /v1/models: %s", exc)
+            names = []
         return {"object": "list", "data": [
             {"id": g, "object": "model", "created": 0, "owned_by": "assistant"}
             for g in generators
