@@ -212,3 +212,28 @@ def test_cli_ingest_and_ask_name_a_collection(tmp_path: Path, monkeypatch: pytes
     assert "Invalid collection name" in capsys.readouterr().err
     assert cli.main(["ingest", "--collection", "other"]) == 2  # no paths: not the corpus
     assert "name the files or folders" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_collections_on_a_chroma_server(tmp_path: Path, chroma_server: str,
+                                        embedder: Any) -> None:
+    """The derived Chroma names are accepted by a real `chroma run` server, each collection
+    has its own ingest lease there, and questions stay in their collection."""
+    from assistant import Assistant, Settings
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(MULTIDOC / "harbour-charter.md", corpus)
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=corpus, chroma_url=chroma_server,
+                        collection=f"srv{tmp_path.name[-8:].replace('_', '')}",
+                        generator="extractive")
+    a = Assistant(settings, embedder=embedder)
+    assert a.ingest().ok
+    long_name = "ferries-" + "x" * 55  # the longest name there is
+    for name in ("ferries", long_name):
+        assert a.ingest([MULTIDOC / "ferry-guidelines.txt"], collection=name).ok
+        answer = a.ask(FERRY_QUESTION, collection=name)
+        assert {c.document for c in answer.citations} == {"ferry-guidelines.txt"}
+    assert a.ask(FERRY_QUESTION).refused
+    assert a.collections(refresh=True) == ["default", "ferries", long_name]
+    assert "Aldby" in a.ask(CHARTER_QUESTION).answer
