@@ -194,3 +194,19 @@ def test_document_view_reads_the_collection(app_client: TestClient) -> None:
     r = app_client.get("/docs/ferry-guidelines.txt?c=nope")
     assert r.status_code == 404 and "Unknown collection" in r.text
     assert app_client.get("/docs/ferry-guidelines.txt?c=B%20d").status_code == 422
+
+
+def test_origin_of_a_queued_page_call_is_checked_too() -> None:
+    """A queued Gradio call may carry a copy of its request (headers, URL) rather than the
+    request itself: the origin rule reads the copy."""
+    import gradio as gr
+
+    from assistant.server.origins import CollectionOrigins, OriginPolicy
+    from assistant.server.ui import _scope_and_headers
+
+    origins = CollectionOrigins({"ferries": [FERRY_SITE]}, OriginPolicy([ALLOWED, FERRY_SITE]))
+    for origin, refused in ((ALLOWED, True), (FERRY_SITE, False), ("http://127.0.0.1", False)):
+        request = gr.Request(headers={"origin": origin, "host": "127.0.0.1"},
+                             url="http://127.0.0.1/gradio_api/queue/join")
+        scope, headers = _scope_and_headers(request)
+        assert (origins.refusal("ferries", scope, headers) is not None) is refused, origin

@@ -25,8 +25,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import gradio as gr
+from starlette.datastructures import Headers
 
 from ..catalog import DEFAULT, CollectionError, valid_name
 from ..core import BusyError, Delta, Final, InputError
@@ -201,6 +203,20 @@ def page_collection(request: gr.Request | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _scope_and_headers(request: gr.Request | None) -> tuple[dict[str, Any], Headers]:
+    """What the origin checks read, from the HTTP request behind a Gradio call (or, for a
+    queued call whose request was copied, its headers and URL)."""
+    raw = getattr(request, "request", None)
+    if raw is not None:
+        return raw.scope, raw.headers
+    try:
+        headers = {str(k): str(v) for k, v in dict(getattr(request, "headers", {}) or {}).items()}
+        scheme = urlsplit(str(getattr(request, "url", "") or "")).scheme or "http"
+    except (AttributeError, TypeError, ValueError):
+        headers, scheme = {}, "http"
+    return {"scheme": scheme}, Headers(headers=headers)
+
+
 def documents_tab() -> gr.HTML:
     """The Documents tab's one component: a small client of /api/documents (documents.js)."""
     return gr.HTML(value="", html_template=widget_source("documents.html"),
@@ -234,11 +250,10 @@ def make_ui(assistant: AssistantLike, settings: Any, limiter: Any = None,
             valid_name(name)
         except CollectionError as exc:
             raise fail(request, exc.status, str(exc)) from exc
-        raw = getattr(request, "request", None)
-        if raw is not None:
-            refusal = origins.refusal(name, raw.scope, raw.headers)
-            if refusal is not None:
-                raise fail(request, 403, refusal)
+        scope, headers = _scope_and_headers(request)
+        refusal = origins.refusal(name, scope, headers)
+        if refusal is not None:
+            raise fail(request, 403, refusal)
         if name != DEFAULT and not assistant.has_collection(name):
             raise fail(request, 404, f"Unknown collection {name!r}; the collections are: "
                        f"{', '.join(assistant.collections())}.")
