@@ -139,9 +139,12 @@ def test_cli_watch_prints_a_line_per_batch_and_stops_on_ctrl_c(tmp_path: Path) -
         [sys.executable, "-m", "assistant.cli", "ingest", "--watch", "--debounce", "0.3",
          str(corpus)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()],
-                              daemon=True)
-    reader.start()
+
+    def read() -> None:
+        for line in proc.stdout or ():
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
 
     def next_line() -> str:
         try:
