@@ -108,6 +108,15 @@ def test_formats_are_recognised_by_content_not_name(tmp_path: Path) -> None:
     assert load_document(tmp_path / "book.zip").kind == "epub"
 
 
+def test_office_owner_files_are_passed_over(tmp_path: Path) -> None:
+    from assistant.documents import discover
+
+    write_docx(tmp_path / "report.docx")
+    (tmp_path / "~$report.docx").write_bytes(b"\x0bJane Doe" + b"\x00" * 100)  # Word, open
+    found, problems = discover(tmp_path)
+    assert [doc_id for _, doc_id in found] == ["report.docx"] and not problems
+
+
 def _zip(files: dict[str, str]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

@@ -49,6 +49,7 @@ def test_filter_takes_files_of_the_watched_folders_only(tmp_path: Path) -> None:
     assert accept(None, str(single))
     assert not accept(None, str(corpus / ".notes.md.swp"))  # hidden, as ingest skips them
     assert not accept(None, str(corpus / ".git" / "index"))
+    assert not accept(None, str(corpus / "~$notes.docx"))  # Word's owner file
     assert not accept(None, str(data / "chroma" / "chroma.sqlite3"))  # the index itself
     assert not accept(None, str(tmp_path / "b.md"))  # beside a watched file
 

@@ -219,6 +219,12 @@ def _unusable(path: Path, exc: OSError) -> str:
     return f"cannot read ({exc.strerror or exc}); skipped"
 
 
+def skipped_name(name: str) -> bool:
+    """Names a folder ingest passes over: hidden files and folders, and the owner files
+    ("~$report.docx") Office keeps beside a document while it is open."""
+    return name.startswith((".", "~$"))
+
+
 def discover(root: Path) -> tuple[list[tuple[Path, str]], dict[str, str]]:
     """Files under `root` (or `root` itself) with their document ids, README files skipped,
     and the paths that could not be looked at, with why: a symlink loop, a broken link, a
@@ -240,7 +246,7 @@ def discover(root: Path) -> tuple[list[tuple[Path, str]], dict[str, str]]:
             problems[str(folder)] = f"cannot read folder ({exc.strerror or exc}); skipped"
             return
         for name in names:
-            if name.startswith("."):
+            if skipped_name(name):
                 continue
             path = folder / name
             try:

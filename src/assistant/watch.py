@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .documents import skipped_name
 from .ingest import IngestReport
 
 if TYPE_CHECKING:
@@ -71,8 +72,9 @@ def _names(names: list[str], most: int = 3) -> str:
 
 
 class _Filter:
-    """Which changed paths matter: files under a watched folder (not hidden, as in an
-    ingest) or a watched file itself, never anything under the data folder."""
+    """Which changed paths matter: files under a watched folder that an ingest would read
+    (not hidden, no Office owner files) or a watched file itself, never anything under the
+    data folder."""
 
     def __init__(self, folders: list[Path], files: set[Path], ignore: list[Path]) -> None:
         self.folders, self.files, self.ignore = folders, files, ignore
@@ -85,7 +87,7 @@ class _Filter:
             return True
         for folder in self.folders:
             if folder in p.parents:
-                return not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                return not any(skipped_name(part) for part in p.relative_to(folder).parts)
         return False
 
 
