@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -22,6 +24,14 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 NOTPETYA = "How much did the NotPetya attack cost Maersk?"
+T = TypeVar("T")
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine in a thread of its own (an earlier test in the session may have left
+    an event loop running in this one)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result(timeout=300)
 
 
 def test_the_product_never_imports_llama_index() -> None:
@@ -65,7 +75,7 @@ def test_retriever_inside_a_llama_index_query_engine(brochure_assistant: Assista
     response = engine.query(NOTPETYA)
     assert [n.node.node_id for n in response.source_nodes] == [n.node.node_id for n in nodes]
     assert "300 million" in str(response)
-    assert asyncio.run(retriever.aretrieve(NOTPETYA))[0].node.node_id == top.node_id
+    assert run_async(lambda: retriever.aretrieve(NOTPETYA))[0].node.node_id == top.node_id
 
 
 def test_query_engine_answers_with_citation_nodes(brochure_assistant: Assistant) -> None:
@@ -130,7 +140,7 @@ def test_chat_engine_follows_up_and_streams(brochure_assistant: Assistant) -> No
         parts = [delta async for delta in s.async_response_gen()]
         return a.response, "".join(parts)
 
-    first_text, second_text = asyncio.run(asynchronous())
+    first_text, second_text = run_async(asynchronous)
     assert first_text == first.response and "Tunisia" in second_text
     assert ChatMessage(role=MessageRole.USER, content="Which countries does it cover?") \
         in chat.chat_history
