@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e ".[model]"
 	touch $(STAMP)
 
-# Tests and the evaluation also need the test tools and the evaluation's baseline.
+# Tests and the evaluation also need the test tools, the evaluation's baseline and the
+# llama-index integration.
 $(DEV_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e ".[model,dev,eval]"
+	$(PY) -m pip install -q -e ".[model,dev,eval,llama-index]"
 	touch $(DEV_STAMP)
 
 setup: $(STAMP)

@@ -32,7 +32,8 @@ def test_markdown_html_text_and_pdf_are_read(tmp_path: Path) -> None:
         ("blank.md", b"   \n\n", "no text"),
         ("binary.txt", b"\x00\x01\x02" * 100, "binary"),
         ("broken.pdf", b"%PDF-1.4 this is not really a pdf", "PDF"),
-        ("notes.docx", b"PK\x03\x04", "unsupported file type"),
+        ("notes.rtf", b"{\\rtf1 Some words.}", "unsupported file type"),
+        ("notes.docx", b"PK\x03\x04", "not a valid Word document"),
     ],
 )
 def test_unusable_files_get_a_clear_error(tmp_path: Path, name: str, content: bytes,

@@ -17,6 +17,7 @@ examples:
   assistant ingest                         index the documents in corpus/
   assistant ingest ~/papers/report.pdf     add or update one document
   assistant ingest --collection news news/ index a folder into the collection "news"
+  assistant ingest --watch                 re-ingest corpus/ whenever its files change
   assistant ask "How much did the NotPetya attack cost Maersk?"
   assistant ask --json "What is the YAKSHA project?"
   assistant chat                           a conversation in the terminal
@@ -89,6 +90,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     if collection != DEFAULT and not args.paths:
         return _fail(args, f"name the files or folders to ingest into the collection "
                      f"{collection!r} (the corpus folder belongs to {DEFAULT!r})", 2)
+    if args.watch:
+        return _watch(args, settings, collection)
     assistant = _assistant(settings)
     update, close = _progress_bar()
     try:
@@ -112,6 +115,45 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         for path, reason in report.failures.items():
             print(f"  failed: {path}: {reason}", file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def _watch(args: argparse.Namespace, settings: Settings, collection: str) -> int:
+    """`ingest --watch`: ingest, then again after every batch of changes, until Ctrl-C."""
+    from .watch import Batch, watch
+
+    if args.debounce <= 0:
+        print("error: --debounce must be a positive number of seconds", file=sys.stderr)
+        return 2
+    paths = [Path(p) for p in args.paths] or [settings.corpus_dir]
+    assistant = _assistant(settings)
+    reported: dict[str, str] = {}
+
+    def on_batch(batch: Batch) -> None:
+        failures = batch.report.failures if batch.report else {}
+        if args.json:
+            print(json.dumps({"changes": batch.changes, "error": batch.error or None,
+                              "report": batch.report.to_json() if batch.report else None}),
+                  flush=True)
+        else:
+            print(batch.line(), flush=True)
+            for path, reason in failures.items():  # each failure once, until it changes
+                if reported.get(path) != reason:
+                    print(f"  failed: {path}: {reason}", file=sys.stderr)
+        if batch.report is not None:
+            reported.clear()
+            reported.update(failures)
+
+    print(f"watching {', '.join(str(p) for p in paths)} (Ctrl-C stops)", file=sys.stderr)
+    try:
+        watch(assistant, paths, sync=not args.keep, quiet_s=args.debounce,
+              on_batch=on_batch, notify=_say, collection=collection)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # An ingest cut short changed nothing that is served; the next one resumes it.
+        print("stopped watching", file=sys.stderr)
+    return 0
 
 
 def _print_answer(answer: Any, *, streamed: bool = False) -> None:
@@ -229,6 +271,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--collection", default="default", metavar="NAME",
                    help="the collection to ingest into (created when new; default: default, "
                    "whose documents come from the corpus folder)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as JSON (with --watch: one JSON line per batch)")
+    p.add_argument("--watch", action="store_true",
+                   help="keep watching the folders and ingest again whenever files are "
+                   "added, changed or removed (Ctrl-C stops)")
+    p.add_argument("--debounce", type=float, default=1.5, metavar="SECONDS",
+                   help="with --watch: how long the files must be quiet before a batch of "
+                   "changes is ingested (default 1.5)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("ask", help="answer one question")

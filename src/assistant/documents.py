@@ -1,7 +1,9 @@
 """Reading source files into plain text.
 
 Every loader returns a `SourceDocument` whose `text` is what chunk offsets point into:
-the file itself for Markdown and plain text, the extracted text for HTML and PDF.
+the file itself for Markdown and plain text, the extracted text for HTML, PDF, Word,
+PowerPoint and EPUB (formats.py). Binary formats are recognised by their content, whatever
+the file's name says; text formats by their extension.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-SUPPORTED_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf"}
+from . import formats
+
+SUPPORTED_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx", ".pptx",
+                      ".epub"}
+# What a file's extension promises; binary formats are checked against the content.
+_SUFFIX_KIND = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html",
+                ".htm": "html", ".pdf": "pdf", ".docx": "docx", ".pptx": "pptx",
+                ".epub": "epub"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
@@ -30,7 +39,7 @@ class SourceDocument:
     path: Path
     title: str
     text: str
-    kind: str  # "markdown" | "text" | "html" | "pdf"
+    kind: str  # "markdown" | "text" | "html" | "pdf" | "docx" | "pptx" | "epub"
     metadata: dict[str, str] = field(default_factory=dict)
     body_start: int = 0  # offset where the body starts (after front matter)
     # PDFs: where each page's text starts in `text` (page n at pages[n-1]; an empty page
@@ -129,32 +138,56 @@ def _pdf_text(path: Path) -> tuple[str, list[int]]:
     return text, starts
 
 
-def load_document(path: Path, doc_id: str | None = None) -> SourceDocument:
-    """Read one file; raises DocumentError with a clear reason when it cannot be used."""
+def _kind(path: Path) -> str:
+    """The format to read `path` as: its content decides for binary formats (a PDF or a Word
+    file with the wrong extension is still read), its extension for text."""
     suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
+    expected = _SUFFIX_KIND.get(suffix, "")
+    sniffed = formats.sniff(path)
+    if sniffed.kind in formats.NAMES:
+        return sniffed.kind
+    if sniffed.kind == "other":  # a binary format we recognise but do not read
+        if expected in formats.NAMES:
+            raise DocumentError(f"not a valid {formats.NAMES[expected]}: it is "
+                                f"{sniffed.detail}")
+        raise DocumentError(f"unsupported file: {sniffed.detail}")
+    if expected in formats.NAMES and expected != "pdf":  # pypdf says what is wrong with a PDF
+        raise DocumentError(f"not a valid {formats.NAMES[expected]}: the file is not a zip "
+                            "archive (damaged, or another format under this name)")
+    if not expected:
         raise DocumentError(
             f"unsupported file type '{suffix or '(none)'}' "
             f"(supported: {', '.join(sorted(SUPPORTED_SUFFIXES))})"
         )
+    return expected
+
+
+def load_document(path: Path, doc_id: str | None = None) -> SourceDocument:
+    """Read one file; raises DocumentError with a clear reason when it cannot be used."""
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise DocumentError(f"cannot read file ({exc.strerror})") from exc
     if size == 0:
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            raise DocumentError(f"unsupported file type '{path.suffix.lower() or '(none)'}' "
+                                f"(supported: {', '.join(sorted(SUPPORTED_SUFFIXES))})")
         raise DocumentError("empty file")
     if size > MAX_FILE_BYTES:
         raise DocumentError(f"file too large ({size} bytes; limit {MAX_FILE_BYTES})")
     pages: list[int] = []
     try:
-        if suffix == ".pdf":
-            (text, pages), kind, html_title = _pdf_text(path), "pdf", ""
-        elif suffix in {".html", ".htm"}:
+        kind = _kind(path)
+        if kind == "pdf":
+            (text, pages), html_title = _pdf_text(path), ""
+        elif kind in {"docx", "pptx", "epub"}:
+            text, html_title = formats.read(kind, path)
+        elif kind == "html":
             text, html_title = _html_to_markdown(_read_text_file(path))
-            kind = "html"
         else:
             text, html_title = _read_text_file(path), ""
-            kind = "markdown" if suffix in {".md", ".markdown"} else "text"
+    except formats.FormatError as exc:
+        raise DocumentError(str(exc)) from exc
     except OSError as exc:
         raise DocumentError(f"cannot read file ({exc.strerror})") from exc
     meta, body_start = split_front_matter(text) if kind == "markdown" else ({}, 0)
@@ -163,7 +196,7 @@ def load_document(path: Path, doc_id: str | None = None) -> SourceDocument:
     title = (
         meta.get("title")
         or html_title
-        or (_first_heading(text[body_start:]) if kind in {"markdown", "html"} else "")
+        or (_first_heading(text[body_start:]) if kind not in {"text", "pdf"} else "")
         or path.stem.replace("-", " ").replace("_", " ").strip()
     )
     return SourceDocument(
@@ -184,6 +217,12 @@ def _unusable(path: Path, exc: OSError) -> str:
     if path.is_symlink():
         return "broken symlink (its target does not exist); skipped"
     return f"cannot read ({exc.strerror or exc}); skipped"
+
+
+def skipped_name(name: str) -> bool:
+    """Names a folder ingest passes over: hidden files and folders, and the owner files
+    ("~$report.docx") Office keeps beside a document while it is open."""
+    return name.startswith((".", "~$"))
 
 
 def discover(root: Path) -> tuple[list[tuple[Path, str]], dict[str, str]]:
@@ -207,7 +246,7 @@ def discover(root: Path) -> tuple[list[tuple[Path, str]], dict[str, str]]:
             problems[str(folder)] = f"cannot read folder ({exc.strerror or exc}); skipped"
             return
         for name in names:
-            if name.startswith("."):
+            if skipped_name(name):
                 continue
             path = folder / name
             try:
