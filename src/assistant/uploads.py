@@ -1,10 +1,12 @@
 """Document management for operators: upload files into a collection, list a collection's
 documents, remove an uploaded one (the HTTP side is server/admin.py).
 
-- Files are checked by their content, not their name: a PDF must start with `%PDF-`; anything
-  else must be UTF-8 text (no NUL bytes, next to no control characters). A program, an image
-  or an archive is refused, naming what it looks like. The name only chooses between Markdown,
-  HTML and plain text for a text file, and a file named `.pdf` must hold a PDF.
+- Files are checked by their content, not their name: a PDF must start with `%PDF-`; a Word,
+  PowerPoint or EPUB file must be a zip whose table of contents says so (formats.sniff);
+  anything else must be UTF-8 text (no NUL bytes, next to no control characters). A program,
+  an image or another archive is refused, naming what it looks like. The name only chooses
+  between Markdown, HTML and plain text for a text file, and a file named `.pdf` must hold a
+  PDF.
 - An accepted file is stored as `<data dir>/uploads/<collection>/<safe name>`: the original name
   reduced to lowercase ASCII letters, digits, `-` and `_` (no path, no leading dot), with the
   suffix of the type its content has. The document's id is that file name; uploading the same
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from . import formats
 from .catalog import DEFAULT, CollectionError, valid_name
 
 log = logging.getLogger(__name__)
@@ -66,9 +69,10 @@ MAGIC: list[tuple[bytes, str]] = [
     (b"%!PS", "a PostScript file"),
     (b"{\\rtf", "an RTF document"),
 ]
-SUFFIX = {"pdf": ".pdf", "markdown": ".md", "html": ".html", "text": ".txt"}
+SUFFIX = {"pdf": ".pdf", "markdown": ".md", "html": ".html", "text": ".txt", "docx": ".docx",
+          "pptx": ".pptx", "epub": ".epub"}
 TYPE_NAMES = {".pdf": "pdf", ".md": "markdown", ".markdown": "markdown", ".html": "html",
-              ".htm": "html", ".txt": "text"}
+              ".htm": "html", ".txt": "text", ".docx": "docx", ".pptx": "pptx", ".epub": "epub"}
 
 
 class Rejected(Exception):
@@ -83,20 +87,28 @@ class NotRemovable(Exception):
     """A document that was not uploaded (its file is the operator's)."""
 
 
-def sniff(head: bytes, read_all: Callable[[], bytes], filename: str) -> str:
-    """The kind of a file ("pdf", "markdown", "html", "text") from its content; Rejected
-    when it is none of them. `head` is its first bytes, `read_all` reads the whole file (text
-    is checked to the end)."""
+def sniff(head: bytes, read_all: Callable[[], bytes], filename: str,
+          path: Path | None = None) -> str:
+    """The kind of a file ("pdf", "docx", "pptx", "epub", "markdown", "html", "text") from
+    its content; Rejected when it is none of them. `head` is its first bytes, `read_all`
+    reads the whole file (text is checked to the end), `path` is where it is staged (a zip
+    is recognised by its table of contents)."""
     suffix = PurePosixPath(filename.replace("\\", "/")).suffix.lower()
     if head.lstrip(b"\xef\xbb\xbf\r\n\t ").startswith(b"%PDF-"):
         return "pdf"
+    if path is not None and head.startswith((*formats.ZIP_MAGIC, formats.OLE_MAGIC)):
+        found = formats.sniff(path)
+        if found.kind in formats.NAMES:
+            return found.kind
+        raise Rejected(f"not a document this assistant reads: {found.detail}")
     if suffix == ".pdf":
         raise Rejected("not a PDF: the file is named .pdf but does not start with %PDF-"
                        + _looks_like(head))
     text = _text(head, read_all)
     if text is None:
-        raise Rejected("not a document this assistant reads (a PDF, or UTF-8 text: Markdown, "
-                       "HTML or plain text)" + _looks_like(head, binary=True))
+        raise Rejected("not a document this assistant reads (a PDF, a Word, PowerPoint or EPUB "
+                       "file, or UTF-8 text: Markdown, HTML or plain text)"
+                       + _looks_like(head, binary=True))
     start = text.lstrip("\ufeff \t\r\n")[:200].lower()
     if suffix in (".html", ".htm") or start.startswith(("<!doctype html", "<html")):
         return "html"
@@ -270,7 +282,7 @@ class DocumentManager:
             head = src.read(SNIFF_BYTES)
         if not head:
             raise Rejected("empty file")
-        return sniff(head, staging.read_bytes, f.filename)
+        return sniff(head, staging.read_bytes, f.filename, staging)
 
     def _place(self, collection: str, folder: Path,
                staged: list[tuple[dict[str, Any], Path, str]], manifest: dict[str, Any]

@@ -199,6 +199,32 @@ def test_uploads_are_checked_by_content(admin: tuple[Any, TestClient], name: str
     assert uploads_of(assistant) == []
 
 
+def test_office_files_are_recognised_by_content(tmp_path: Path, embedder: Any) -> None:
+    import io
+    import zipfile
+
+    from ..office import write_docx
+
+    assistant, c = make(tmp_path, embedder, admin_key=ADMIN)  # a Word file is ~40 kB
+    # A Word file under a name that says nothing: its zip table of contents says Word.
+    docx = write_docx(tmp_path / "manual.docx").read_bytes()
+    r = upload(c, ("lighthouse manual", docx))
+    assert r.status_code == 200, r.text
+    assert r.json()["files"][0]["document"] == "lighthouse-manual.docx"
+    answer = chat(c, "How often does the keeper inspect the main lamp?")
+    assert "Tuesday" in answer["answer"]
+    assert {x["document"] for x in answer["citations"]} == {"lighthouse-manual.docx"}
+    # A zip that is no Word, PowerPoint or EPUB file is refused, whatever its name.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("notes.txt", "hello")
+    state = assistant.index.state()
+    r = upload(c, ("slides.pptx", buf.getvalue()))
+    assert r.status_code == 422
+    assert "not a Word, PowerPoint or EPUB file" in r.json()["files"][0]["error"]
+    assert assistant.index.state() == state
+
+
 def test_a_file_that_fails_to_ingest_changes_nothing(admin: tuple[Any, TestClient]) -> None:
     """A PDF header on a broken file passes the content check and fails in the ingest: the
     other files of the request go in, it leaves neither a file nor a trace in the index."""
