@@ -267,7 +267,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="files or folders (default: corpus/)")
     p.add_argument("--keep", action="store_true",
                    help="keep documents whose files are gone instead of removing them")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--collection", default="default", metavar="NAME",
                    help="the collection to ingest into (created when new; default: default, "
                    "whose documents come from the corpus folder)")
