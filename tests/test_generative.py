@@ -306,3 +306,50 @@ def test_a_shown_sentence_holding_the_answers_figure_joins_the_evidence() -> Non
     got = finalize("Evidence: 1\nAnswer: NotPetya hit Maersk and cost it $300 million.", CANDS,
                    "local")
     assert not got.refused and {c.text for c in got.citations} == {CANDS[0].text, CANDS[1].text}
+
+
+class CheckingModel(FakeModel):
+    """A fake model whose self-check answers with a scripted probability of "yes"."""
+
+    def __init__(self, *replies: Reply, p_yes: float | Exception) -> None:
+        super().__init__(*replies)
+        self.p_yes = p_yes
+        self.checks: list[list[dict[str, str]]] = []
+
+    def yes_probability(self, messages, *, timeout_s=None, usage=None) -> float:
+        self.checks.append(messages)
+        if isinstance(self.p_yes, Exception):
+            raise self.p_yes
+        if usage is not None:
+            usage.update(prompt_tokens=40, completion_tokens=1)
+        return self.p_yes
+
+
+@slow
+@pytest.mark.parametrize(("p_yes", "withheld"), [(0.95, False), (0.30, True),
+                                                 (LLMError("down"), False)])
+def test_the_self_check_withholds_an_answer_the_model_doubts(make, p_yes, withheld) -> None:
+    model = CheckingModel(pick("300 million", "The attacks cost Maersk over $300 million."),
+                          p_yes=p_yes)
+    answer = make(model).ask(NOTPETYA)
+    (check,) = model.checks
+    prompt = check[-1]["content"]
+    assert f"Question: {NOTPETYA}" in prompt and "300 million" in prompt  # sources, answer
+    assert "[1]" not in prompt  # the answer without its markers
+    if withheld:
+        assert answer.refused and answer.grounding == "refused"
+        assert "own check" in answer.notes[-1]
+    else:
+        assert not answer.refused and answer.grounding == "checked"
+    if not isinstance(p_yes, Exception):
+        assert answer.usage["prompt_tokens"] == 140  # both calls counted
+
+
+@slow
+def test_the_self_check_can_be_turned_off(brochure_data_dir: Path, embedder) -> None:
+    model = CheckingModel(pick("300 million", "The attacks cost Maersk over $300 million."),
+                          p_yes=0.0)
+    settings = Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="local",
+                        verify_threshold=0.0)
+    answer = Assistant(settings, embedder=embedder, chat_model=model).ask(NOTPETYA)
+    assert not answer.refused and model.checks == []

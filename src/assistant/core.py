@@ -461,6 +461,28 @@ class Assistant:
             return heuristic
         return generative.clean_rewrite(text, heuristic)
 
+    def _verify(self, question: str, answer: Answer, model: ChatModel,
+                usage: dict[str, int]) -> Answer:
+        """The self-check of a checked model answer (`Settings.verify_threshold`); when the
+        check itself fails, the answer stands as it was checked."""
+        from .llm import LLMBusy, LLMError
+
+        threshold = self.settings.verify_threshold
+        ask = getattr(model, "yes_probability", None)
+        if answer.grounding != "checked" or threshold <= 0 or ask is None:
+            return answer
+        own: dict[str, int] = {}
+        try:
+            p_yes = ask(generative.verify_messages(question, answer),
+                        timeout_s=min(20.0, self.settings.llm_timeout_s), usage=own)
+        except (LLMBusy, LLMError) as exc:
+            log.warning("the self-check failed (%s); the checked answer stands", exc)
+            return answer
+        finally:
+            for key, value in own.items():
+                usage[key] = usage.get(key, 0) + value
+        return generative.verified(answer, p_yes, threshold)
+
     def _generate(self, question: str, ranked: list[list[tuple[Unit, Passage]]],
                   fallback: Answer, gen: str, timings: dict[str, float], t0: float,
                   t2: float, usage: dict[str, int]) -> Generator[Event, None, Answer]:
@@ -506,6 +528,9 @@ class Assistant:
                                          extractive=fallback,
                                          quote_confidence=s.quote_confidence,
                                          style=s.llm_answer_style)
+            result = self._verify(question, result, model, call_usage)
+            end = time.perf_counter()
+            timings["total"] = (end - t0) * 1000
         if first is None:
             yield Delta(result.answer)
         for key, value in call_usage.items():

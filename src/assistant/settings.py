@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     quote_confidence: float = Field(
         0.70, description="Extractive score above which a quoted answer stands in when the "
         "model finds no evidence (tuned on the development set).")
+    verify_threshold: float = Field(
+        0.80, ge=0.0, le=1.0, description="A checked model answer is withheld when the model's "
+        "own check (a second short call: do its sources state what was asked?) gives it a "
+        "probability of yes below this; 0 skips the check (tuned on the development set).")
     openai_grammar: bool = Field(
         False, description="Send the reply grammar to the OpenAI-compatible server (llama.cpp's "
         "server honours it; OpenAI's API rejects it).")
@@ -161,7 +165,7 @@ class Settings(BaseSettings):
         keys = ["embedding_model", "chunk_chars", "top_k", "candidates", "hybrid",
                 "sentence_search", "generator",
                 "llm_model_path", "llm_evidence_chars", "llm_evidence_sentences",
-                "quote_confidence", "llm_answer_style", "openai_model"]
+                "quote_confidence", "llm_answer_style", "verify_threshold", "openai_model"]
         blob = json.dumps({k: str(getattr(self, k)) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -175,3 +175,23 @@ def test_context_overflow_is_a_clear_error(llm: LocalLlama) -> None:
     huge = [{"role": "user", "content": "word " * 5000}]
     with pytest.raises(LLMError, match="context"):
         llm.complete(huge, max_tokens=4)
+
+
+def test_yes_probability_reads_the_models_verdict(llm: LocalLlama) -> None:
+    from assistant.answerers.generative import VERIFY_PROMPT
+
+    def check(sentence: str, question: str, answer: str) -> float:
+        return llm.yes_probability([
+            {"role": "system", "content": VERIFY_PROMPT},
+            {"role": "user", "content": f"Sentences:\n- {sentence}\nQuestion: {question}\n"
+                                        f"Answer: {answer}\nDo the sentences state what the "
+                                        "question asks for? Reply yes or no."}])
+
+    stated = check("The bridge over the Lune was opened in 1887 by the mayor of Caton.",
+                   "When was the bridge over the Lune opened?",
+                   "It was opened in 1887.")
+    unrelated = check("The bridge over the Lune is painted green every ten years.",
+                      "How much did the bridge over the Lune cost to build?",
+                      "The bridge is painted green every ten years.")
+    assert 0.0 <= unrelated < stated <= 1.0
+    assert stated > 0.5

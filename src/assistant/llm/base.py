@@ -32,6 +32,9 @@ class LLMCancelled(LLMError):
 caller_gone: ContextVar[threading.Event | None] = ContextVar("caller_gone", default=None)
 
 
+YES_NO = 'root ::= "yes" | "no"'  # GBNF for a one-word verdict
+
+
 class Usage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
@@ -110,6 +113,15 @@ class StreamingChatModel(ABC):
         usage: dict[str, int] | None = None,
     ) -> Iterator[str]:
         """Yield text deltas as they are generated."""
+
+    def yes_probability(self, messages: list[Message], *, timeout_s: float | None = None,
+                        usage: dict[str, int] | None = None) -> float:
+        """The model's probability of answering "yes" rather than "no" to `messages`.
+        This default knows only the answer it samples (1.0 or 0.0); a backend that exposes
+        token probabilities gives the probability itself."""
+        reply = self.complete(messages, max_tokens=2, timeout_s=timeout_s, grammar=YES_NO,
+                              usage=usage)
+        return 1.0 if reply.strip().lower().startswith("yes") else 0.0
 
     def complete(
         self,

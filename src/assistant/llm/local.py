@@ -21,6 +21,7 @@ key, so nothing listens on TCP.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import secrets
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import (
+    YES_NO,
     LLMBusy,
     LLMCancelled,
     LLMError,
@@ -239,8 +241,31 @@ class LocalLlama(StreamingChatModel):
             body["grammar"] = grammar  # llama.cpp's GBNF
         return self._stream(body, timeout_s, usage)
 
+    def yes_probability(self, messages: list[Message], *, timeout_s: float | None = None,
+                        usage: dict[str, int] | None = None) -> float:
+        """P("yes") / (P("yes") + P("no")) at the first generated token, from llama.cpp's
+        probabilities before the grammar filters them (so both words are seen)."""
+        validate_messages(messages)
+        body: dict[str, Any] = {
+            "messages": messages, "stream": True, "max_tokens": 1, "temperature": 0.0,
+            "grammar": YES_NO, "logprobs": True, "top_logprobs": 20,
+            "stream_options": {"include_usage": True},
+        }
+        tokens: list[dict[str, Any]] = []
+        reply = "".join(self._stream(body, timeout_s, usage, tokens))
+        yes = no = 0.0
+        for alt in (tokens[0].get("top_logprobs") or []) if tokens else []:
+            word = str(alt.get("token", "")).strip().lower()
+            if word in ("yes", "no"):
+                p = math.exp(float(alt.get("logprob", -math.inf)))
+                yes, no = (yes + p, no) if word == "yes" else (yes, no + p)
+        if yes + no == 0.0:  # no probabilities came back: the sampled word decides
+            return 1.0 if reply.strip().lower().startswith("yes") else 0.0
+        return yes / (yes + no)
+
     def _stream(self, body: dict[str, Any], timeout_s: float | None,
-                usage: dict[str, int] | None = None) -> Generator[str, None, None]:
+                usage: dict[str, int] | None = None,
+                logprobs: list[dict[str, Any]] | None = None) -> Generator[str, None, None]:
         self.load()  # outside the timeout: loading cannot be interrupted; call load() at start-up
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         gone = caller_gone.get()
@@ -284,6 +309,9 @@ class LocalLlama(StreamingChatModel):
                         usage.update(val)
                 elif kind == "timings":
                     self.last_timings = val
+                elif kind == "logprobs":
+                    if logprobs is not None:
+                        logprobs.extend(val)
                 elif kind == "error":
                     raise val
                 else:  # "end"
@@ -317,6 +345,9 @@ class LocalLlama(StreamingChatModel):
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         q.put(("delta", text))
+                    probs = (choice.get("logprobs") or {}).get("content")
+                    if probs:
+                        q.put(("logprobs", probs))
                     if choice.get("finish_reason"):
                         finished = True
                 usage = chunk.get("usage")
