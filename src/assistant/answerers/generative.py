@@ -1,6 +1,6 @@
 """Answers written by a language model that first chooses its evidence.
 
-One mechanism, in three steps:
+One mechanism, in four steps:
 
 1. `candidates`: the sentences the extractive scorer ranked highest (each part of a
    multi-part question takes turns), numbered [1]..[n], within a character budget. A
@@ -16,6 +16,9 @@ One mechanism, in three steps:
    "Evidence: none" is a refusal, unless the extractive answer is confident enough to
    stand in (`Settings.quote_confidence`). With the "quote" style the answer is the chosen
    sentences themselves ("quoted").
+4. The core then asks the model once more, in a short separate call (`verify_messages`),
+   whether the cited sentences state what was asked; a low probability of "yes" withholds
+   the answer (`verified`, `Settings.verify_threshold`).
 
 A server that ignores the grammar (an OpenAI-compatible endpoint other than llama.cpp)
 still works: a reply without the ``Evidence:`` line is taken as the answer, and its
