@@ -128,7 +128,8 @@ class Assistant:
         chat_model: ChatModel | None = None,
     ) -> None:
         self.settings = settings
-        self.embedder: Embedder = embedder or load_embedder(settings.embedding_model)
+        self.embedder: Embedder = embedder or load_embedder(
+            settings.embedding_model, settings.embedding_backend, settings.onnx_dir())
         self.index = index or ChromaIndex(settings.data_dir, settings.chroma_url,
                                           settings.collection, settings.chroma_timeout_s)
         self._retriever: HybridRetriever | None = None
@@ -211,11 +212,12 @@ class Assistant:
         r.refresh()
         return {
             "documents": len(r.documents),
-            "chunks": len(r.chunks),
+            "chunks": r.count,
             "generator": self.mode,
             "generators": self.generators,
             "store": "server" if self.settings.chroma_url else "embedded",
             "embedding_model": getattr(self.embedder, "name", ""),
+            "embedding_backend": getattr(self.embedder, "backend", ""),
         }
 
     # -- language models -------------------------------------------------------------------

@@ -171,7 +171,10 @@ def _update(index: ChromaIndex, embedder: Embedder, docs: list[tuple[SourceDocum
                 del manifest[doc_id]
 
     if not (to_embed or report.removed or rebuild):
-        # Nothing changed: no write at all, so an unchanged re-ingest is nearly free.
+        # Nothing changed: no write at all, so an unchanged re-ingest is nearly free (an
+        # index from before keyword indexes were kept on disk gets its own, once).
+        if state["active"]:
+            index.ensure_keyword_index(state["active"])
         report.documents = len(old_manifest)
         report.chunks = index.count()
         return
@@ -191,7 +194,7 @@ def _update(index: ChromaIndex, embedder: Embedder, docs: list[tuple[SourceDocum
         manifest[doc.id]["chunks"] = per_doc[doc.id]
     _embed_into(builder, embedder, chunks, report, batch_size, progress, notify)
     check()  # still the only writer: otherwise stop before the flip
-    builder.commit(manifest, embedder.name)
+    builder.commit(manifest, embedder.name, getattr(embedder, "backend", ""))
     report.documents = len(manifest)
     report.chunks = sum(int(e.get("chunks", 0)) for e in manifest.values())
 

@@ -159,7 +159,8 @@ def _run_set(qset: Path, configs: list[Any], args: argparse.Namespace, settings:
             from ..embeddings import load_embedder
 
             pairs = load_support_pairs(eval_dir / "support_pairs.jsonl")
-            support = support_check.validate(pairs, load_embedder(settings.embedding_model).embed)
+            support = support_check.validate(pairs, load_embedder(
+                settings.embedding_model, settings.embedding_backend, settings.onnx_dir()).embed)
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
