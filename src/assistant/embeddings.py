@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -331,7 +332,7 @@ class OnnxEmbedder:
     backend = "onnx"
 
     def __init__(self, path: str = "", cache_dir: Path | None = None, batch_size: int = 16,
-                 threads: int = 0) -> None:
+                 workers: int = 0) -> None:
         self.path = path or packaged_model_path()
         folder = Path(self.path)
         if not folder.is_dir():
@@ -342,7 +343,12 @@ class OnnxEmbedder:
         self.model_dir = onnx_model_dir(folder, cache_dir or Path("data") / "models" / "onnx",
                                         self.layout)
         self.inputs = list(_read_json(self.model_dir / "export.json")["inputs"])
-        self.session = _session(self.model_dir / "model.onnx", threads)
+        # One thread per run, several runs (batches) at once: on a shared 2-core machine this
+        # beat one run spread over both cores, whose threads wait for each other whenever
+        # another process takes a core (eval/reports/bench.md).
+        self.session = _session(self.model_dir / "model.onnx", 1)
+        self.workers = workers or os.cpu_count() or 1
+        self._pool: ThreadPoolExecutor | None = None
         self.tokenizer = _tokenizer(folder, self.layout["window"])
         self.name = _model_name(path)
         self.dimension = int(self.session.get_outputs()[0].shape[-1])
@@ -350,19 +356,27 @@ class OnnxEmbedder:
         log.info("embedding model %s (%d-d, ONNX) loaded from %s", self.name, self.dimension,
                  self.model_dir)
 
+    def _run(self, texts: list[str], out: np.ndarray, idx: list[int]) -> None:
+        enc = self.tokenizer.encode_batch([texts[i] for i in idx])
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        feeds = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                 "attention_mask": mask}
+        if "token_type_ids" in self.inputs:
+            feeds["token_type_ids"] = np.array([e.type_ids for e in enc], dtype=np.int64)
+        out[idx] = _pool(self.session.run(None, feeds)[0], mask, self.layout)
+
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         order = length_order(texts)
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b : b + self.batch_size]
-            enc = self.tokenizer.encode_batch([texts[i] for i in idx])
-            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            feeds = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-                     "attention_mask": mask}
-            if "token_type_ids" in self.inputs:
-                feeds["token_type_ids"] = np.array([e.type_ids for e in enc], dtype=np.int64)
-            hidden = self.session.run(None, feeds)[0]
-            out[idx] = _pool(hidden, mask, self.layout)
+        batches = [order[b : b + self.batch_size] for b in range(0, len(order),
+                                                                 self.batch_size)]
+        if len(batches) > 1 and self.workers > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="embed")
+            list(self._pool.map(lambda idx: self._run(texts, out, idx), batches))
+        else:
+            for idx in batches:
+                self._run(texts, out, idx)
         return out
 
 
