@@ -605,7 +605,8 @@ def _write(method: Callable[..., Any], ids: list[str], **columns: Any) -> None:
     for i in range(0, len(ids), WRITE_BATCH):
         part = {k: list(v[i : i + WRITE_BATCH]) for k, v in columns.items()}
         if "embeddings" in part:
-            part["embeddings"] = [[float(x) for x in e] for e in part["embeddings"]]
+            part["embeddings"] = [np.asarray(e, dtype=np.float32).tolist()
+                                  for e in part["embeddings"]]
         method(ids=ids[i : i + WRITE_BATCH], **part)
 
 
