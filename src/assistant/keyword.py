@@ -208,7 +208,14 @@ class KeywordIndex:
         terms = [t for t in dict.fromkeys(tokens(query)) if t in vocab]
         if not terms:
             return []
-        scores = self.bm25.get_scores([vocab[t] for t in terms])
+        # bm25s's own scorer adds with np.add.at; a term's column holds each document once,
+        # so plain fancy-index addition gives the same sums, several times faster.
+        arrays = self.bm25.scores
+        data, indices, indptr = arrays["data"], arrays["indices"], arrays["indptr"]
+        scores = np.zeros(self.count, dtype=np.float32)
+        for t in (vocab[t] for t in terms):
+            lo, hi = int(indptr[t]), int(indptr[t + 1])
+            scores[indices[lo:hi]] += data[lo:hi]
         hits = np.flatnonzero(scores > 0)
         if len(hits) > 4 * k:  # only the best few need sorting
             hits = hits[np.argpartition(-scores[hits], 4 * k)[: 4 * k]]
