@@ -20,6 +20,7 @@ BM25 of retrieval.py, which stays as the reference the tests compare against.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -101,43 +102,54 @@ class KeywordIndex:
 
     # -- building --------------------------------------------------------------------------
     @staticmethod
-    def _parts(chunks: list[Chunk]) -> dict[str, Any]:
-        lines = [json.dumps({"id": c.id, "document": c.document, "title": c.title,
-                             "section": c.section, "text": c.text, "start": c.start,
-                             "end": c.end}, ensure_ascii=False).encode() + b"\n"
-                 for c in chunks]
-        offsets = np.zeros(len(lines) + 1, dtype=np.int64)
-        np.cumsum([len(x) for x in lines], out=offsets[1:])
-        pairs = sorted({(_hash(h), n) for n, c in enumerate(chunks)
-                        for h in definition_heads(c.text)})
-        heads = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    def _parts(chunks: list[Chunk], records: Any) -> dict[str, Any]:
+        """Everything but the records, which are written to `records` (a binary file) as
+        they are made: a large corpus is never held twice."""
+        offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
+        hashes: list[np.ndarray] = []
+        for n, c in enumerate(chunks):
+            line = json.dumps({"id": c.id, "document": c.document, "title": c.title,
+                               "section": c.section, "text": c.text, "start": c.start,
+                               "end": c.end}, ensure_ascii=False).encode() + b"\n"
+            records.write(line)
+            offsets[n + 1] = offsets[n] + len(line)
+            hashes.append(np.array(sorted({_hash(h) for h in definition_heads(c.text)}),
+                                   dtype=np.int64))
+        counts = np.array([len(h) for h in hashes], dtype=np.int64)
+        heads = np.empty((int(counts.sum()), 2), dtype=np.int64)
+        if len(heads):
+            heads[:, 0] = np.concatenate(hashes)
+            heads[:, 1] = np.repeat(np.arange(len(chunks), dtype=np.int64), counts)
+            heads = heads[np.lexsort((heads[:, 1], heads[:, 0]))]
+        del hashes
         bm25 = None
         if chunks:
             bm25 = _bm25_class()(k1=K1, b=B, method="lucene")
             bm25.index([tokens(embedding_text(c.section, c.text)) for c in chunks],
                        show_progress=False)
-        return {"records": b"".join(lines), "offsets": offsets, "heads": heads, "bm25": bm25,
+        return {"offsets": offsets, "heads": heads, "bm25": bm25,
                 "documents": sorted({c.document for c in chunks})}
 
     @classmethod
     def from_chunks(cls, chunks: list[Chunk]) -> KeywordIndex:
         """An index held in memory (tests, and a store whose folder cannot be written)."""
-        p = cls._parts(chunks)
-        return cls(p["bm25"], [c.id for c in chunks], p["records"], p["offsets"], p["heads"],
-                   p["documents"])
+        records = io.BytesIO()
+        p = cls._parts(chunks, records)
+        return cls(p["bm25"], [c.id for c in chunks], records.getvalue(), p["offsets"],
+                   p["heads"], p["documents"])
 
     @classmethod
     def build(cls, folder: Path, chunks: Iterable[Chunk]) -> Path:
         """Write the index of `chunks` (in their order) to `folder`, whole or not at all."""
         chunks = list(chunks)
-        p = cls._parts(chunks)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.parent / f".building-{folder.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
-            if chunks:
+            with open(tmp / "chunks.jsonl", "wb") as records:
+                p = cls._parts(chunks, records)
+            if p["bm25"] is not None:
                 p["bm25"].save(str(tmp / "bm25"))
-            (tmp / "chunks.jsonl").write_bytes(p["records"])
             np.save(tmp / "offsets.npy", p["offsets"])
             np.save(tmp / "heads.npy", p["heads"])
             (tmp / "ids.json").write_text(json.dumps([c.id for c in chunks]), encoding="utf-8")
