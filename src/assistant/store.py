@@ -498,18 +498,16 @@ class ChromaIndex:
     def keyword_path(self, generation: str) -> Path:
         return self.keyword_root / generation
 
-    def build_keyword_index(self, generation: str, col: Any | None = None,
-                            ids: set[str] | None = None) -> Path:
-        """Write the keyword index of a generation from its stored chunks (those in `ids`
-        when given), in the order the store returns them."""
+    def build_keyword_index(self, generation: str, col: Any | None = None) -> Path:
+        """Write the keyword index of a generation from its stored chunks, in the order the
+        store returns them (the order a scan of the collection sees)."""
         from .keyword import KeywordIndex
 
         col = col if col is not None else self.client.get_collection(
             generation, embedding_function=None)
         got = _get_all(col, ["documents", "metadatas"])
         chunks = [_chunk(i, t or "", m or {}) for i, t, m in
-                  zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-                  if ids is None or i in ids]
+                  zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
         return KeywordIndex.build(self.keyword_path(generation), chunks)
 
     def ensure_keyword_index(self, generation: str) -> Path:
