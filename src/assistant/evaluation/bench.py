@@ -533,7 +533,7 @@ def scale_main(args: argparse.Namespace, settings: Settings) -> int:
     if args.backend_ab:
         results["backends"] = compare_backends(root / f"ab-{args.backend_ab}", sentences,
                                                args.backend_ab, args.reps, onnx_dir, log)
-    for n in args.scale:
+    for n in args.scale or []:
         where = (root / f"scale-{n}").resolve()
         record = where / "ingest.json"
         if record.is_file() and not args.rebuild:
