@@ -92,3 +92,30 @@ def test_a_small_scale_run_measures_everything(tmp_path: Path, onnx_cache_dir: P
     assert bench.main(args, settings) == 0
     again = json.loads((out / "bench-scale.json").read_text())["scales"]["300"]
     assert again["ingest"]["reused"] and again["ingest"]["seconds"] == run["ingest"]["seconds"]
+
+
+def test_the_backend_comparison_alternates_and_reports_the_medians(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant import Settings
+    from assistant.evaluation import bench
+
+    order: list[str] = []
+
+    def fake_child(task: str, params: dict[str, object], timeout: float = 0) -> dict[str, object]:
+        assert task == "scale_ingest"
+        backend = str(params["backend"])
+        order.append(backend)
+        seconds = {"torch": 100.0, "onnx": 40.0}[backend] + len(order)
+        return {"seconds": seconds, "chunks": 40, "texts": 130, "peak_mb": 500.0}
+
+    monkeypatch.setattr(bench, "run_child", fake_child)
+    out = tmp_path / "reports"
+    args = argparse.Namespace(scale=None, questions=4, work_dir=tmp_path / "bench", out=out,
+                              rebuild=False, backend_ab=40, reps=3, name="ab")
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=CORPUS)
+    assert bench.main(args, settings) == 0
+    assert order == ["torch", "onnx", "onnx", "torch", "torch", "onnx"]
+    result = json.loads((out / "ab.json").read_text())["backends"]
+    assert result["median_s"] == {"torch": 104.0, "onnx": 43.0}
+    assert result["speedup"] == pytest.approx(104 / 43, abs=1e-3)
+    assert "torch against ONNX" in (out / "ab.md").read_text()
