@@ -32,7 +32,10 @@ Progress = Callable[[int, int], None]  # (done, total) embedding progress
 Notify = Callable[[str], None]  # a message for the person waiting (CLI: printed to stderr)
 
 WARM_UP_TEXTS = 8  # the first batch (the model's first call is slow) is not timed
-CALIBRATION_TEXTS = 32  # the second, small batch measures the embedding rate
+# The second batch measures the embedding rate. 32 texts overestimated the whole job about
+# twice (padding and per-call costs weigh more in a small batch: estimate/actual 2.04 and 1.93
+# on a 400-chunk corpus, 1.40 on 5,000 chunks); 128 gave 0.99 and 1.25 (eval/reports/bench.md).
+CALIBRATION_TEXTS = 128
 LONG_JOB_S = 60.0  # estimates above this are announced before the work goes on
 
 
