@@ -84,6 +84,9 @@ def test_a_query_during_a_refresh_reads_one_whole_snapshot(
         def all_chunks(self) -> list[Chunk]:
             return old if self.active == "g1" else new
 
+        def active_collection(self, refresh: bool = True) -> None:
+            return None
+
         def query(self, vec: np.ndarray, k: int) -> list[tuple[str, float]]:
             return []
 

@@ -153,6 +153,7 @@ class HybridRetriever:
             active = self.index.state()["active"]
             if active == self.snapshot.active and not force:
                 return
+            self.index.active_collection()  # the store's handles follow the new generation
             keyword = load_keyword_index(self.index, active)
             self.snapshot = Snapshot(active, keyword)  # the one swap readers see
             log.info("retriever: %d chunks from %s", keyword.count, active or "(empty index)")
