@@ -163,6 +163,8 @@ def _assistant(p: dict[str, Any]) -> Any:
                         embedding_model=p.get("model", ""), top_k=p.get("top_k", 5))
     if p.get("llm_model_path"):
         settings = settings.with_overrides(llm_model_path=p["llm_model_path"])
+    if p.get("onnx_cache_dir"):  # the export made once, not in every index's folder
+        settings = settings.with_overrides(onnx_cache_dir=Path(p["onnx_cache_dir"]))
     return Assistant(settings)
 
 
@@ -557,7 +559,8 @@ def scale_main(args: argparse.Namespace, settings: Settings) -> int:
         print(f"scale {n}: warm latency ...", file=log, flush=True)
         lat = run_child("latency", {"mode": "assistant", "data_dir": str(where / "data"),
                                     "model": settings.embedding_model, "questions": questions,
-                                    "generator": "extractive", "top_k": settings.top_k})
+                                    "generator": "extractive", "top_k": settings.top_k,
+                                    "onnx_cache_dir": str(onnx_dir)})
         results["scales"][str(n)] = {
             "ingest": ingest,
             "serve": {"startup_s": serve["startup_s"], "first_answer_s": serve["first_answer_s"],
