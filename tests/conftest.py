@@ -19,7 +19,7 @@ import pytest
 
 if TYPE_CHECKING:  # imported for real inside the fixtures: loading them costs seconds
     from assistant import Assistant
-    from assistant.embeddings import Embedder, SentenceTransformerEmbedder
+    from assistant.embeddings import Embedder
     from assistant.llm import LocalLlama
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,20 +34,30 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
+@pytest.fixture(scope="session")
+def onnx_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where this session's tests keep the ONNX export of the embedding model (made once)."""
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Settings never come from the developer's environment or an assistant.toml."""
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                       onnx_cache_dir: Path) -> None:
+    """Settings never come from the developer's environment or an assistant.toml. Every
+    assistant of the session, in-process or a child process, shares one ONNX export."""
     for key in list(os.environ):
         if key.startswith("ASSISTANT_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("ASSISTANT_CONFIG", str(tmp_path / "no-such-config.toml"))
+    monkeypatch.setenv("ASSISTANT_ONNX_CACHE_DIR", str(onnx_cache_dir))
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
+def embedder(onnx_cache_dir: Path) -> Embedder:
+    """The default embedding backend (ONNX), as the assistant loads it."""
     from assistant.embeddings import load_embedder
 
-    return load_embedder("")
+    return load_embedder("", "onnx", onnx_cache_dir)
 
 
 @pytest.fixture(scope="session")

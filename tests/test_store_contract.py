@@ -70,6 +70,7 @@ def test_ingest_is_incremental_and_keeps_one_generation(
     # The served generation and its sentences; nothing else is left.
     active = a.index.state()["active"]
     assert _generations(a) == [active, active + "-sentences"]
+    assert a.index.state()["embedding_backend"] == "onnx"  # the backend that wrote it
 
 
 def test_a_second_ingest_waits_for_the_first_then_gives_up(
@@ -206,6 +207,9 @@ def test_replaced_generations_leave_no_index_files(
         a.ingest([multidoc_corpus])
     active = a.index.state()["active"]
     assert _generations(a) == [active, active + "-sentences"]
+    # Each generation's keyword index goes with it.
+    kept = [d.name for d in a.index.keyword_root.iterdir() if not d.name.startswith(".")]
+    assert kept == [active]
     if a.settings.chroma_url:
         return  # the server keeps its own files
     chroma = a.settings.data_dir / "chroma"

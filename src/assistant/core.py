@@ -150,7 +150,8 @@ class Assistant:
         chat_model: ChatModel | None = None,
     ) -> None:
         self.settings = settings
-        self.embedder: Embedder = embedder or load_embedder(settings.embedding_model)
+        self.embedder: Embedder = embedder or load_embedder(
+            settings.embedding_model, settings.embedding_backend, settings.onnx_dir())
         self.index = index or ChromaIndex(settings.data_dir, settings.chroma_url,
                                           settings.collection, settings.chroma_timeout_s)
         self.extractive = extractive.ExtractiveAnswerer(
@@ -313,12 +314,13 @@ class Assistant:
         r.refresh()
         return {
             "documents": len(r.documents),
-            "chunks": len(r.chunks),
+            "chunks": r.count,
             "generator": self.mode,
             "generators": self.generators,
             "store": "server" if self.settings.chroma_url else "embedded",
             "embedding_model": getattr(self.embedder, "name", ""),
             "collections": self.collection_info(),
+            "embedding_backend": getattr(self.embedder, "backend", ""),
         }
 
     # -- language models -------------------------------------------------------------------

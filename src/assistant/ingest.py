@@ -32,7 +32,10 @@ Progress = Callable[[int, int], None]  # (done, total) embedding progress
 Notify = Callable[[str], None]  # a message for the person waiting (CLI: printed to stderr)
 
 WARM_UP_TEXTS = 8  # the first batch (the model's first call is slow) is not timed
-CALIBRATION_TEXTS = 32  # the second, small batch measures the embedding rate
+# The second batch measures the embedding rate. 32 texts overestimated the whole job about
+# twice (padding and per-call costs weigh more in a small batch: estimate/actual 2.04 and 1.93
+# on a 400-chunk corpus, 1.40 on 5,000 chunks); 128 gave 0.99 and 1.25 (eval/reports/bench.md).
+CALIBRATION_TEXTS = 128
 LONG_JOB_S = 60.0  # estimates above this are announced before the work goes on
 
 
@@ -172,7 +175,10 @@ def _update(index: ChromaIndex, embedder: Embedder, docs: list[tuple[SourceDocum
                 del manifest[doc_id]
 
     if not (to_embed or report.removed or rebuild):
-        # Nothing changed: no write at all, so an unchanged re-ingest is nearly free.
+        # Nothing changed: no write at all, so an unchanged re-ingest is nearly free (an
+        # index from before keyword indexes were kept on disk gets its own, once).
+        if state["active"]:
+            index.ensure_keyword_index(state["active"])
         report.documents = len(old_manifest)
         report.chunks = index.count()
         return
@@ -192,7 +198,7 @@ def _update(index: ChromaIndex, embedder: Embedder, docs: list[tuple[SourceDocum
         manifest[doc.id]["chunks"] = per_doc[doc.id]
     _embed_into(builder, embedder, chunks, report, batch_size, progress, notify)
     check()  # still the only writer: otherwise stop before the flip
-    builder.commit(manifest, embedder.name)
+    builder.commit(manifest, embedder.name, getattr(embedder, "backend", ""))
     report.documents = len(manifest)
     report.chunks = sum(int(e.get("chunks", 0)) for e in manifest.values())
 

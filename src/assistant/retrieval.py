@@ -1,5 +1,5 @@
 """Where passages come from: dense search in Chroma (over chunks, and over their sentences)
-plus BM25 keyword search, fused by RRF."""
+plus BM25 keyword search (an on-disk index per generation, keyword.py), fused by RRF."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chunking import Chunk, embedding_text
 from .embeddings import Embedder
+from .keyword import KeywordIndex
 from .store import ChromaIndex, StoreError
-from .text import defines, definition_subject, tokens
+from .text import definition_subject
 from .types import Passage
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ def keep_leaders(fused: list[tuple[str, float]], rankings: list[list[str]], k: i
 
 
 class BM25:
-    """Okapi BM25 over pre-tokenised documents (small and dependency-free)."""
+    """Okapi BM25 over pre-tokenised documents, in memory: the reference the on-disk keyword
+    index (keyword.py) is tested against."""
 
     def __init__(self, docs: list[list[str]], k1: float = 1.2, b: float = 0.75) -> None:
         self.k1, self.b = k1, b
@@ -95,28 +96,31 @@ class BM25:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What keyword search reads, built whole and never changed: a refresh makes a new one
+    """What keyword search reads, loaded whole and never changed: a refresh makes a new one
     and swaps one reference, so a query that took the reference sees one generation."""
 
     active: str = ""
-    chunks: dict[str, Chunk] = field(default_factory=dict)
-    ids: tuple[str, ...] = ()
-    bm25: BM25 = field(default_factory=lambda: BM25([]))
-    documents: frozenset[str] = frozenset()
+    keyword: KeywordIndex = field(default_factory=KeywordIndex.empty)
 
-    @classmethod
-    def build(cls, active: str, chunks: list[Chunk]) -> Snapshot:
-        return cls(active=active, chunks={c.id: c for c in chunks},
-                   ids=tuple(c.id for c in chunks),
-                   bm25=BM25([tokens(embedding_text(c.section, c.text)) for c in chunks]),
-                   documents=frozenset(c.document for c in chunks))
+
+def load_keyword_index(index: ChromaIndex, active: str) -> KeywordIndex:
+    """The served generation's keyword index: mapped from disk (built first when this machine
+    has none); held in memory when the folder cannot be written."""
+    if not active:
+        return KeywordIndex.empty()
+    try:
+        return KeywordIndex.load(index.ensure_keyword_index(active))
+    except OSError as exc:
+        log.warning("keyword index on disk unavailable (%s); holding it in memory", exc)
+        return KeywordIndex.from_chunks(index.all_chunks())
 
 
 class HybridRetriever:
     """Dense + keyword retrieval over the active index generation.
 
-    Chunk texts are held in memory for BM25 (a `Snapshot`); they are reloaded when the index
-    generation changes (checked at most every `refresh_s` seconds so queries stay cheap).
+    The keyword index (a `Snapshot`) is mapped from the generation's folder, and mapped again
+    when the index generation changes (checked at most every `refresh_s` seconds so queries
+    stay cheap). It also holds the chunks' texts and metadata that passages are made of.
     """
 
     def __init__(
@@ -149,22 +153,24 @@ class HybridRetriever:
             active = self.index.state()["active"]
             if active == self.snapshot.active and not force:
                 return
-            chunks = self.index.all_chunks()
-            self.snapshot = Snapshot.build(active, chunks)  # the one swap readers see
-            log.info("retriever: %d chunks from %s", len(chunks), active or "(empty index)")
+            self.index.active_collection()  # the store's handles follow the new generation
+            keyword = load_keyword_index(self.index, active)
+            self.snapshot = Snapshot(active, keyword)  # the one swap readers see
+            log.info("retriever: %d chunks from %s", keyword.count, active or "(empty index)")
 
     # Views of the current snapshot (each reads the reference once).
     @property
-    def chunks(self) -> dict[str, Chunk]:
-        return self.snapshot.chunks
+    def count(self) -> int:
+        return self.snapshot.keyword.count
 
     @property
-    def bm25(self) -> BM25:
-        return self.snapshot.bm25
+    def bm25(self) -> KeywordIndex:
+        """The keyword index (its `term_weight` weighs the extractive scorer's words)."""
+        return self.snapshot.keyword
 
     @property
     def documents(self) -> set[str]:
-        return set(self.snapshot.documents)
+        return set(self.snapshot.keyword.documents)
 
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.embed([query])[0]
@@ -190,16 +196,14 @@ class HybridRetriever:
     def keyword(self, query: str, k: int, snap: Snapshot | None = None
                 ) -> list[tuple[str, float]]:
         snap = snap or self.snapshot
-        scored = snap.bm25.scores(tokens(query))
-        best = sorted(scored.items(), key=lambda kv: -kv[1])[:k]
-        return [(snap.ids[i], s) for i, s in best]
+        return snap.keyword.search(query, k)
 
     def retrieve(self, query: str, k: int, query_vec: np.ndarray | None = None) -> list[Passage]:
         """The k best passages for `query`; each carries its fused score and dense similarity."""
         self.refresh()
         snap = self.snapshot  # this query reads this one snapshot throughout
-        chunks = snap.chunks
-        if not chunks:
+        keyword = snap.keyword
+        if not keyword.count:
             return []
         vec = self.embed_query(query) if query_vec is None else query_vec
         dense = self.dense(vec, self.candidates)
@@ -208,24 +212,23 @@ class HybridRetriever:
             # A chunk whose one sentence matches the question closely ("spying software sold
             # abroad" ~ "export controls ... cyber surveillance technologies") ranks low by
             # the chunk's own vector, which averages all of its sentences.
-            rankings.append([i for i, _ in self._sentences(vec) if i in chunks])
+            rankings.append([i for i, _ in self._sentences(vec) if keyword.has(i)])
         if self.hybrid:
             rankings.append([i for i, _ in self.keyword(query, self.candidates, snap)])
             subject = definition_subject(query)
             if subject:
                 # "What is X?": the passage that defines X ("**X** – a set of ...") may share
                 # only the term with the question, like every other passage about X.
-                rankings.append([i for i in snap.ids if defines(chunks[i].text, subject)]
-                                [: self.candidates])
+                rankings.append(keyword.defining(subject, self.candidates))
         fused = keep_leaders(rrf(rankings), rankings, k)
         similarity = dict(dense)
-        missing = [i for i, _ in fused if i not in similarity and i in chunks]
+        missing = [i for i, _ in fused if i not in similarity and keyword.has(i)]
         if missing:  # keyword-only hits: their stored vectors give the dense similarity
             for i, v in self.index.embeddings(missing).items():
                 similarity[i] = float(np.dot(vec, v))
         out: list[Passage] = []
         for id_, score in fused:
-            c = chunks.get(id_)
+            c = keyword.chunk(id_)
             if c is None:
                 continue
             out.append(

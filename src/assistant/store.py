@@ -10,6 +10,11 @@ Each generation is two collections: its chunks, and beside them ("<name>-sentenc
 vector per sentence of each chunk, for sentence search (a chunk's vector averages its
 sentences, so a paraphrase of one of them can rank it low) and for the extractive scorer.
 
+Each generation also has a keyword (BM25) index on local disk, `<data_dir>/keyword/<name>/
+<generation>` (keyword.py): the ingest builds it before the flip, cleanup removes it with its
+generation, and a reader that finds none (an index from an earlier version, or a Chroma server
+another machine wrote) builds it once from the generation's chunks.
+
 Writers are serialized by `writer_lock()` (locking.py). Every call to a Chroma server has a
 timeout; a server that does not answer, or cannot be reached, raises `StoreError` naming
 its URL and the cause.
@@ -225,6 +230,7 @@ class ChromaIndex:
         self.server = bool(chroma_url)
         self.path = data_dir / "chroma"
         self.location = chroma_url or str(self.path)
+        self.keyword_root = data_dir / "keyword" / name
         self.timeout_s = timeout_s
         self.client = client if client is not None else _client(data_dir, chroma_url, timeout_s)
         self._cached: Any | None = None
@@ -260,6 +266,7 @@ class ChromaIndex:
             "generation": int(meta.get("generation", 0)),
             "manifest": json.loads(meta.get("manifest", "{}")),
             "embedding_model": meta.get("embedding_model", ""),
+            "embedding_backend": meta.get("embedding_backend", ""),
         }
 
     def check(self) -> None:
@@ -453,14 +460,17 @@ class ChromaIndex:
 
     @_guarded
     def flip(self, name: str, generation: int, manifest: dict[str, Any],
-             embedding_model: str) -> None:
-        """One metadata update makes generation `name` the served one."""
+             embedding_model: str, embedding_backend: str = "") -> None:
+        """One metadata update makes generation `name` the served one. The embedding backend
+        that wrote it is recorded (its vectors equal the other backend's, so it is news, not
+        a constraint)."""
         self._pointer.modify(
             metadata={
                 "active": name,
                 "generation": generation,
                 "manifest": json.dumps(manifest, sort_keys=True),
                 "embedding_model": embedding_model,
+                "embedding_backend": embedding_backend,
                 "updated": time.time(),
             }
         )
@@ -506,6 +516,52 @@ class ChromaIndex:
                         raise
                     log.warning("could not delete old collection %s: %s", cname, exc)
         self.remove_orphaned_files()
+        self._remove_keyword_indexes(spare)
+
+    # -- keyword indexes (keyword.py) -------------------------------------------------------
+    def keyword_path(self, generation: str) -> Path:
+        return self.keyword_root / generation
+
+    def build_keyword_index(self, generation: str, col: Any | None = None) -> Path:
+        """Write the keyword index of a generation from its stored chunks, in the order the
+        store returns them (the order a scan of the collection sees)."""
+        from .keyword import KeywordIndex
+
+        col = col if col is not None else self.client.get_collection(
+            generation, embedding_function=None)
+        got = _get_all(col, ["documents", "metadatas"])
+        chunks = [_chunk(i, t or "", m or {}) for i, t, m in
+                  zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
+        return KeywordIndex.build(self.keyword_path(generation), chunks)
+
+    def ensure_keyword_index(self, generation: str) -> Path:
+        """The keyword index of `generation`, built now when this machine has none (under a
+        file lock: concurrent readers build it once)."""
+        import fcntl
+
+        from .keyword import KeywordIndex
+
+        path = self.keyword_path(generation)
+        if KeywordIndex.exists(path):
+            return path
+        self.keyword_root.mkdir(parents=True, exist_ok=True)
+        with open(self.keyword_root / ".build.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not KeywordIndex.exists(path):
+                    log.info("building the keyword index of %s", generation)
+                    self.build_keyword_index(generation)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return path
+
+    def _remove_keyword_indexes(self, keep: set[str]) -> None:
+        if not self.keyword_root.is_dir():
+            return
+        for d in self.keyword_root.iterdir():
+            # (".building-*": a reader building one right now)
+            if d.is_dir() and d.name not in keep and not d.name.startswith("."):
+                shutil.rmtree(d, ignore_errors=True)
 
     def remove_orphaned_files(self) -> list[str]:
         """Embedded store: delete segment folders that no collection references any more.
@@ -548,6 +604,7 @@ class ChromaIndex:
             f"{self.name}-pointer", embedding_function=None
         )
         self.remove_orphaned_files()
+        self._remove_keyword_indexes(set())
 
 
 def _get_all(col: Any, include: list[str], where: dict[str, Any] | None = None
@@ -570,7 +627,8 @@ def _write(method: Callable[..., Any], ids: list[str], **columns: Any) -> None:
     for i in range(0, len(ids), WRITE_BATCH):
         part = {k: list(v[i : i + WRITE_BATCH]) for k, v in columns.items()}
         if "embeddings" in part:
-            part["embeddings"] = [[float(x) for x in e] for e in part["embeddings"]]
+            part["embeddings"] = [np.asarray(e, dtype=np.float32).tolist()
+                                  for e in part["embeddings"]]
         method(ids=ids[i : i + WRITE_BATCH], **part)
 
 
@@ -689,7 +747,8 @@ class GenerationBuilder:
                           include=["documents", "metadatas", "embeddings"])
 
     @_guarded
-    def commit(self, manifest: dict[str, Any], embedding_model: str) -> str:
+    def commit(self, manifest: dict[str, Any], embedding_model: str,
+               embedding_backend: str = "") -> str:
         """Delete what an interrupted ingest wrote that is no longer wanted, flip to this
         generation, and drop the older ones. Call with the writer lock held."""
         for col, held, wanted in ((self.chunks, set(self._chunk_meta), self.wanted_chunks),
@@ -697,6 +756,8 @@ class GenerationBuilder:
             extra = sorted(held - wanted)
             if extra:
                 _write(col.delete, extra)
-        self.index.flip(self.name, self.generation, manifest, embedding_model)
+        self.index.build_keyword_index(self.name, self.chunks)
+        self.index.flip(self.name, self.generation, manifest, embedding_model,
+                        embedding_backend)
         self.index.cleanup()
         return self.name

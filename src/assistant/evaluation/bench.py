@@ -163,6 +163,8 @@ def _assistant(p: dict[str, Any]) -> Any:
                         embedding_model=p.get("model", ""), top_k=p.get("top_k", 5))
     if p.get("llm_model_path"):
         settings = settings.with_overrides(llm_model_path=p["llm_model_path"])
+    if p.get("onnx_cache_dir"):  # the export made once, not in every index's folder
+        settings = settings.with_overrides(onnx_cache_dir=Path(p["onnx_cache_dir"]))
     return Assistant(settings)
 
 
@@ -235,7 +237,159 @@ def task_cold(p: dict[str, Any]) -> dict[str, Any]:
     return {"answered_at": time.time(), "peak_mb": _peak_mb(), "answer": text[:120]}
 
 
-TASKS = {"ingest": task_ingest, "latency": task_latency, "cold": task_cold}
+# -- the scale benchmark ----------------------------------------------------------------------
+DISTINCT_SECTIONS = 5000  # a larger scale corpus repeats these documents under other names
+SCALE_BEGIN, SCALE_END = "<!-- scale benchmark -->", "<!-- /scale benchmark -->"
+
+
+def write_scaled_corpus(dest: Path, sentences: list[str], chunks: int,
+                        distinct: int = DISTINCT_SECTIONS) -> dict[str, int]:
+    """A synthetic corpus of about `chunks` sections (one chunk each): up to `distinct` made by
+    write_synthetic_corpus, then copies of those documents under other file names (other
+    documents and chunk ids, the same texts), until `chunks` is reached."""
+    base = min(chunks, distinct)
+    write_synthetic_corpus(dest, sentences, base)
+    files = sorted(dest.glob("synthetic-*.md"))
+    sizes = {f: f.read_text(encoding="utf-8").count("\n## ") for f in files}
+    n, copy = base, 1
+    while n < chunks:
+        copy += 1
+        for f in files:
+            if n >= chunks:
+                break
+            (dest / f"{f.stem}-copy{copy:03d}.md").write_bytes(f.read_bytes())
+            n += sizes[f]
+    return {"chunks": n, "distinct": base, "copies": copy}
+
+
+class MemoEmbedder:
+    """Embeds each distinct text once and hands out the same vector for its repeats: what
+    makes a 100,000-chunk index of repeated documents affordable to build for the serving
+    figures (the vectors are the model's, for these very texts)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name, self.dimension = inner.name, inner.dimension
+        self.backend = getattr(inner, "backend", "")
+        self.cache: dict[str, Any] = {}
+        self.embedded = 0
+        self.seconds = 0.0
+
+    def embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            t0 = time.perf_counter()
+            self.cache.update(zip(missing, self.inner.embed(missing), strict=True))
+            self.seconds += time.perf_counter() - t0
+            self.embedded += len(missing)
+        if not texts:
+            return self.inner.embed([])
+        return np.stack([self.cache[t] for t in texts])
+
+
+def task_scale_ingest(p: dict[str, Any]) -> dict[str, Any]:
+    """One ingest of the scale corpus with the chosen backend, in a fresh process."""
+    from ..core import Assistant
+    from ..embeddings import load_embedder
+
+    settings = Settings(data_dir=Path(p["data_dir"]), generator="extractive",
+                        embedding_backend=p.get("backend", "onnx"),
+                        onnx_cache_dir=Path(p["onnx_cache_dir"]) if p.get("onnx_cache_dir")
+                        else None)
+    t0 = time.perf_counter()
+    embedder: Any = load_embedder(p.get("model", ""), settings.embedding_backend,
+                                  settings.onnx_dir())
+    load_s = time.perf_counter() - t0
+    memo = MemoEmbedder(embedder) if p.get("memo") else None
+    assistant = Assistant(settings, embedder=memo or embedder)
+    report = assistant.ingest([Path(s) for s in p["sources"]])
+    if not report.ok:
+        raise RuntimeError(f"ingest failed: {report.failures}")
+    texts = report.embedded_chunks + report.embedded_sentences
+    return {"backend": getattr(embedder, "backend", ""), "load_s": load_s,
+            "seconds": report.seconds, "estimate_s": report.estimate_s,
+            "chunks": report.chunks, "sentences": report.embedded_sentences, "texts": texts,
+            "distinct_texts": memo.embedded if memo else texts,
+            "embed_s": memo.seconds if memo else None, "peak_mb": _peak_mb()}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def serve_probe(data_dir: Path, questions: list[str], onnx_cache_dir: Path | None,
+                timeout_s: float = 600) -> dict[str, Any]:
+    """Start `assistant serve` on the index: seconds from the process start to /api/health
+    answering ok, and to a first answer; then warm answers over HTTP; the process's peak
+    memory (VmHWM) at the end."""
+    import httpx
+
+    port = _free_port()
+    env = dict(os.environ, ASSISTANT_DATA_DIR=str(data_dir), ASSISTANT_GENERATOR="extractive",
+               ASSISTANT_PORT=str(port), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               ANONYMIZED_TELEMETRY="False", GRADIO_ANALYTICS_ENABLED="False",
+               ASSISTANT_RATE_LIMIT_PER_MINUTE="100000")
+    if onnx_cache_dir is not None:
+        env["ASSISTANT_ONNX_CACHE_DIR"] = str(onnx_cache_dir)
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out: dict[str, Any] = {}
+    try:
+        with httpx.Client(timeout=60) as client:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError("the server stopped: " + (proc.stderr.read()
+                                                                 if proc.stderr else "")[-2000:])
+                if time.perf_counter() - started > timeout_s:
+                    raise RuntimeError(f"the server was not ready within {timeout_s:g} s")
+                try:
+                    r = client.get(f"{url}/api/health")
+                    if r.status_code == 200 and r.json().get("status") == "ok":
+                        out["health"] = r.json()
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+            out["startup_s"] = time.perf_counter() - started
+
+            def ask(q: str) -> float:
+                t0 = time.perf_counter()
+                r = client.post(f"{url}/api/chat",
+                                json={"messages": [{"role": "user", "content": q}]})
+                r.raise_for_status()
+                return (time.perf_counter() - t0) * 1000
+
+            ask(questions[0])
+            out["first_answer_s"] = time.perf_counter() - started
+            out["http_answer_ms"] = [ask(q) for q in questions]
+            out["peak_mb"] = _vm_hwm_mb(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+    return out
+
+
+TASKS = {"ingest": task_ingest, "latency": task_latency, "cold": task_cold,
+         "scale_ingest": task_scale_ingest}
 
 
 def run_child(task: str, params: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
@@ -262,6 +416,8 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "scale", None) or getattr(args, "backend_ab", 0):
+        return scale_main(args, settings)
     from .dataset import default_eval_dir, load_items, related_dir
 
     eval_dir = default_eval_dir()
@@ -345,10 +501,206 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     stem = "bench-quick" if args.quick else "bench"
     (out_dir / f"{stem}.json").write_text(
         json.dumps(clean({"meta": meta, **results}), indent=1) + "\n", encoding="utf-8")
-    (out_dir / f"{stem}.md").write_text(markdown(meta, results), encoding="utf-8")
+    report = out_dir / f"{stem}.md"
+    kept = report.read_text(encoding="utf-8") if report.is_file() else ""
+    report.write_text(markdown(meta, results), encoding="utf-8")
+    if SCALE_BEGIN in kept and SCALE_END in kept:  # the scale figures are their own run's
+        write_section(report, SCALE_BEGIN + kept.split(SCALE_BEGIN, 1)[1].split(SCALE_END, 1)[0]
+                      + SCALE_END + "\n")
     print(markdown(meta, results))
     print(f"report: {out_dir / (stem + '.md')}, {out_dir / (stem + '.json')}")
     return 0
+
+
+def scale_main(args: argparse.Namespace, settings: Settings) -> int:
+    """`assistant bench --scale N[,M...]`: ingest, start-up, serving memory and warm latency
+    at each scale, on synthetic indexes kept under --work-dir (default data_dir/bench) and
+    reused by later runs (--rebuild makes them again)."""
+    from .dataset import default_eval_dir, load_items
+    from .report import clean, git_commit
+
+    eval_dir = default_eval_dir()
+    out_dir: Path = args.out or eval_dir / "reports"
+    root: Path = args.work_dir or settings.data_dir / "bench"
+    onnx_dir = settings.onnx_dir().resolve()
+    items = [i for i in load_items(eval_dir / "questions.jsonl")
+             if i.answerable and not i.history]
+    questions = [i.question for i in items][: args.questions]
+    brochure = next(iter(sorted(Path(settings.corpus_dir).glob("*.md"))))
+    sentences = brochure_sentences(brochure.read_text(encoding="utf-8"))
+    log = sys.stderr
+    started = dt.datetime.now(dt.UTC)
+    load_at_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    results: dict[str, Any] = {"scales": {}, "backends": None}
+    if args.backend_ab:
+        results["backends"] = compare_backends(root / f"ab-{args.backend_ab}", sentences,
+                                               args.backend_ab, args.reps, onnx_dir, log)
+    for n in args.scale or []:
+        where = (root / f"scale-{n}").resolve()
+        record = where / "ingest.json"
+        if record.is_file() and not args.rebuild:
+            ingest = json.loads(record.read_text(encoding="utf-8"))
+            ingest["reused"] = True
+            print(f"scale {n}: reusing the index in {where}", file=log, flush=True)
+        else:
+            if where.exists():
+                shutil.rmtree(where)
+            corpus = write_scaled_corpus(where / "corpus", sentences, n)
+            print(f"scale {n}: ingest of {corpus['chunks']} chunks ...", file=log, flush=True)
+            ingest = {**run_child("scale_ingest", {
+                "data_dir": str(where / "data"), "sources": [str(where / "corpus")],
+                "backend": settings.embedding_backend, "onnx_cache_dir": str(onnx_dir),
+                "model": settings.embedding_model, "memo": corpus["copies"] > 1},
+                timeout=6 * 3600), **corpus, "reused": False,
+                "measured": started.strftime("%Y-%m-%d %H:%M UTC")}
+            record.write_text(json.dumps(ingest, indent=1), encoding="utf-8")
+        print(f"scale {n}: server start-up and memory ...", file=log, flush=True)
+        serve = serve_probe(where / "data", questions[: max(5, len(questions) // 2)], onnx_dir)
+        print(f"scale {n}: warm latency ...", file=log, flush=True)
+        lat = run_child("latency", {"mode": "assistant", "data_dir": str(where / "data"),
+                                    "model": settings.embedding_model, "questions": questions,
+                                    "generator": "extractive", "top_k": settings.top_k,
+                                    "onnx_cache_dir": str(onnx_dir)})
+        results["scales"][str(n)] = {
+            "ingest": ingest,
+            "serve": {"startup_s": serve["startup_s"], "first_answer_s": serve["first_answer_s"],
+                      "peak_mb": serve["peak_mb"], "http_answer": _stats(serve["http_answer_ms"]),
+                      "chunks": serve["health"].get("chunks")},
+            "latency": {"retrieval": _stats(lat["retrieval_ms"]),
+                        "answer": _stats(lat["total_ms"]), "peak_mb": lat["peak_mb"]}}
+    meta = {"generated": started.strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+            "load average at start": load_at_start,
+            "load average at end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+            "embedding backend": settings.embedding_backend, "questions": len(questions),
+            "command": "assistant bench " + " ".join(
+                [f"--scale {','.join(map(str, args.scale))}"] if args.scale else [])
+            + (f" --backend-ab {args.backend_ab} --reps {args.reps}" if args.backend_ab else ""),
+            "commit": git_commit(eval_dir.parent)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.name or "bench-scale"
+    (out_dir / f"{stem}.json").write_text(
+        json.dumps(clean({"meta": meta, **results}), indent=1) + "\n", encoding="utf-8")
+    section = scale_markdown(meta, results)
+    if args.name:
+        (out_dir / f"{stem}.md").write_text(section, encoding="utf-8")
+    else:
+        write_section(out_dir / "bench.md", section)
+    print(section)
+    return 0
+
+
+def compare_backends(where: Path, sentences: list[str], chunks: int, reps: int,
+                     onnx_dir: Path, log: Any) -> dict[str, Any]:
+    """Ingest the same corpus with the torch and the ONNX backend alternately, `reps` times
+    each, every run in a fresh process into a fresh index: both see the same machine load."""
+    if where.exists():
+        shutil.rmtree(where)
+    write_synthetic_corpus(where / "corpus", sentences, chunks)
+    runs: dict[str, list[dict[str, Any]]] = {"torch": [], "onnx": []}
+    for rep in range(reps):
+        for backend in ("torch", "onnx") if rep % 2 == 0 else ("onnx", "torch"):
+            data = where / f"data-{backend}"
+            if data.exists():
+                shutil.rmtree(data)
+            print(f"backends: {backend} ingest {rep + 1}/{reps} ...", file=log, flush=True)
+            runs[backend].append(run_child("scale_ingest", {
+                "data_dir": str(data), "sources": [str(where / "corpus")], "backend": backend,
+                "onnx_cache_dir": str(onnx_dir)}))
+    shutil.rmtree(where, ignore_errors=True)
+    med = {b: percentile([r["seconds"] for r in rs], 50) for b, rs in runs.items()}
+    return {"chunks": runs["onnx"][0]["chunks"], "texts": runs["onnx"][0]["texts"],
+            "reps": reps, "seconds": {b: [r["seconds"] for r in rs] for b, rs in runs.items()},
+            "median_s": med, "peak_mb": {b: max(r["peak_mb"] for r in rs)
+                                         for b, rs in runs.items()},
+            "speedup": med["torch"] / med["onnx"] if med["onnx"] else None}
+
+
+def write_section(path: Path, section: str) -> None:
+    """Put `section` (between the scale markers) at the top of the report, in place of the
+    previous one; the rest of the report is kept."""
+    old = path.read_text(encoding="utf-8") if path.is_file() else "# Performance benchmark\n"
+    if SCALE_BEGIN in old and SCALE_END in old:
+        head, rest = old.split(SCALE_BEGIN, 1)
+        new = head + section + rest.split(SCALE_END, 1)[1]
+    else:
+        title, _, body = old.partition("\n")
+        new = f"{title}\n\n{section}\n{body}"
+    path.write_text(new, encoding="utf-8")
+
+
+def scale_markdown(meta: dict[str, Any], r: dict[str, Any]) -> str:
+    lines = [SCALE_BEGIN, "## At scale: synthetic corpora of 5,000 to 100,000 chunks", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items() if v not in ("", None)]
+    cpus = os.cpu_count() or 1
+    loads = [float(x) for k in ("load average at start", "load average at end")
+             for x in str(meta.get(k, "")).split()[:1]]
+    if loads and max(loads) > cpus:
+        lines += ["", f"**The machine was busy during this run** (load average up to "
+                  f"{max(loads):.1f} on {cpus} CPUs, other jobs running): absolute times are "
+                  "inflated."]
+    b = r.get("backends")
+    if b:
+        lines += ["", "### Ingest throughput: torch against ONNX", "",
+                  f"The same synthetic corpus ({b['chunks']} chunks, {b['texts']} texts "
+                  f"embedded: chunks and their sentences) ingested {b['reps']} times with each "
+                  "backend, alternately, each run in a fresh process into a fresh index.", "",
+                  "| Backend | Seconds (each run) | Median | Chunks/s | Peak memory |",
+                  "| --- | --- | --- | --- | --- |"]
+        for name in ("torch", "onnx"):
+            med = b["median_s"][name]
+            runs = ", ".join(f"{x:.0f}" for x in b["seconds"][name])
+            lines.append(f"| {name} | {runs} | {med:.0f} s | {b['chunks'] / med:.1f} | "
+                         f"{b['peak_mb'][name]:.0f} MB |")
+        if b.get("speedup"):
+            lines += ["", f"Ingest throughput, ONNX over torch: **{b['speedup']:.2f}×** "
+                      "(ratio of the medians)."]
+    scales = r.get("scales") or {}
+    if scales:
+        lines += ["", "### Ingest, start-up, memory and latency by index size", "",
+                  "| Chunks | Ingest | Ingest peak memory | Server start-up (to /api/health "
+                  "ok) | To the first answer | Server peak memory | Retrieval p50 / p95 | "
+                  "Extractive answer p50 / p95 | Answer over HTTP p50 |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for v in scales.values():
+            ing, srv, lat = v["ingest"], v["serve"], v["latency"]
+            repeated = ing.get("distinct_texts", ing["texts"]) < ing["texts"]
+            how = (f"{ing['seconds']:.0f} s†" if repeated else f"{ing['seconds']:.0f} s "
+                   f"({ing['chunks'] / ing['seconds']:.1f} chunks/s)")
+            lines.append(
+                f"| {ing['chunks']:,} | {how} | {ing['peak_mb']:.0f} MB | "
+                f"{srv['startup_s']:.1f} s | {srv['first_answer_s']:.1f} s | "
+                f"{srv['peak_mb']:.0f} MB | {_ms(lat['retrieval']['p50'])} / "
+                f"{_ms(lat['retrieval']['p95'])} | {_ms(lat['answer']['p50'])} / "
+                f"{_ms(lat['answer']['p95'])} | {_ms(srv['http_answer']['p50'])} |")
+        notes = []
+        for n, v in scales.items():
+            ing = v["ingest"]
+            if ing.get("reused"):
+                notes.append(f"- {int(n):,} chunks: the index built on {ing.get('measured')} "
+                             "was reused; its ingest figures are from that build.")
+            if ing.get("distinct_texts", ing["texts"]) < ing["texts"]:
+                per_text = (ing["embed_s"] or 0) / max(ing["distinct_texts"], 1)
+                full = ing["seconds"] + per_text * (ing["texts"] - ing["distinct_texts"])
+                notes.append(
+                    f"- † {int(n):,} chunks: {ing['distinct']:,} distinct sections, their "
+                    f"documents repeated under other names ({ing['copies']} copies in all). "
+                    f"Each distinct text was embedded once ({ing['distinct_texts']:,} of "
+                    f"{ing['texts']:,} texts, {ing['embed_s']:.0f} s of embedding); the rest "
+                    "of the time is chunking, writing to Chroma and the keyword index. Every "
+                    f"text embedded at the measured rate ({1 / per_text:.1f} texts/s) would "
+                    f"take about {full / 60:.0f} minutes: an estimate, not a measurement.")
+        lines += ["", *notes] if notes else []
+        lines += ["", "Start-up: from starting `assistant serve` (a new interpreter) to "
+                  "/api/health answering ok (imports, model, index, keyword index mapped); "
+                  "the first answer adds Chroma loading its vector index. Server peak "
+                  "memory: VmHWM of that process after the first answer and "
+                  f"{next(iter(scales.values()))['serve']['http_answer']['n']} warm answers "
+                  "over HTTP. Retrieval and extractive answer: in a fresh process, "
+                  f"{next(iter(scales.values()))['latency']['answer']['n']} questions of the "
+                  "development set after one warm-up question."]
+    lines += ["", SCALE_END, ""]
+    return "\n".join(lines)
 
 
 def _ratio(a: float | None, b: float | None) -> str:

@@ -159,7 +159,8 @@ def _run_set(qset: Path, configs: list[Any], args: argparse.Namespace, settings:
             from ..embeddings import load_embedder
 
             pairs = load_support_pairs(eval_dir / "support_pairs.jsonl")
-            support = support_check.validate(pairs, load_embedder(settings.embedding_model).embed)
+            support = support_check.validate(pairs, load_embedder(
+                settings.embedding_model, settings.embedding_backend, settings.onnx_dir()).embed)
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -227,6 +228,20 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
                    help="keep the benchmark's indexes here (default: a temporary folder)")
     p.add_argument("--quick", action="store_true",
                    help="a fast smoke run: 300 synthetic chunks, 10 questions")
+    p.add_argument("--scale", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                   metavar="N[,M...]",
+                   help="the scale benchmark instead: at each size (chunks), ingest time and "
+                   "memory, server start-up and memory, warm latency; the indexes are kept in "
+                   "--work-dir (default data_dir/bench) and reused (e.g. --scale 5000,100000)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="with --scale: build the indexes again instead of reusing them")
+    p.add_argument("--backend-ab", type=int, default=0, metavar="CHUNKS",
+                   help="with or without --scale: ingest a CHUNKS-chunk corpus with the torch "
+                   "and the ONNX backend alternately (--reps times each) and compare")
+    p.add_argument("--reps", type=int, default=3, help="repetitions per backend (default 3)")
+    p.add_argument("--name", default=None,
+                   help="with --scale: write reports/NAME.md and .json instead of the "
+                   "section in reports/bench.md")
 
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:

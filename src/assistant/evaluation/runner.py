@@ -133,7 +133,8 @@ class IndexCache:
             from ..core import Assistant
 
             settings = self.base.with_overrides(data_dir=path, embedding_model=embedding_model,
-                                                generator="extractive")
+                                                generator="extractive",
+                                                onnx_cache_dir=self.base.onnx_dir())
             report = Assistant(settings).ingest(self.sources)
             if not report.ok:
                 raise RuntimeError(f"ingest failed: {report.failures}")
@@ -271,7 +272,8 @@ def run_all(configs: Sequence[Config], items: Sequence[Item], base: Settings, ca
     model_data_dir = base.data_dir  # where the local model lives (data/models)
     for config in configs:
         data_dir = cache.data_dir(config.embedding_model)
-        settings = config.settings(base, data_dir)
+        settings = config.settings(base, data_dir).with_overrides(
+            onnx_cache_dir=base.onnx_dir())  # one export, not one per temporary index
         if settings.generator != "extractive" and not settings.llm_model_path:
             from ..llm import default_model_path
 
