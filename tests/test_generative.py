@@ -335,6 +335,8 @@ def test_the_self_check_withholds_an_answer_the_model_doubts(make, p_yes, withhe
     (check,) = model.checks
     prompt = check[-1]["content"]
     assert f"Question: {NOTPETYA}" in prompt and "300 million" in prompt  # sources, answer
+    # the cited sentence comes after the one before it, which says who "the company" is
+    assert re.search(r"- In 2017, NotPetya .*Maersk.*\. The attacks cost", prompt), prompt
     assert "[1]" not in prompt  # the answer without its markers
     if withheld:
         assert answer.refused and answer.grounding == "refused"

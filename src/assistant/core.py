@@ -464,7 +464,7 @@ class Assistant:
         return generative.clean_rewrite(text, heuristic)
 
     def _verify(self, question: str, answer: Answer, model: ChatModel,
-                usage: dict[str, int]) -> Answer:
+                usage: dict[str, int], cands: Sequence[generative.Candidate] = ()) -> Answer:
         """The self-check of a checked model answer (`Settings.verify_threshold`); when the
         check itself fails, the answer stands as it was checked."""
         from .llm import LLMBusy, LLMError
@@ -475,7 +475,7 @@ class Assistant:
             return answer
         own: dict[str, int] = {}
         try:
-            p_yes = ask(generative.verify_messages(question, answer),
+            p_yes = ask(generative.verify_messages(question, answer, cands),
                         timeout_s=min(20.0, self.settings.llm_timeout_s), usage=own)
         except (LLMBusy, LLMError) as exc:
             log.warning("the self-check failed (%s); the checked answer stands", exc)
@@ -530,7 +530,7 @@ class Assistant:
                                          extractive=fallback,
                                          quote_confidence=s.quote_confidence,
                                          style=s.llm_answer_style)
-            result = self._verify(question, result, model, call_usage)
+            result = self._verify(question, result, model, call_usage, cands)
             end = time.perf_counter()
             timings["total"] = (end - t0) * 1000
         if first is None:

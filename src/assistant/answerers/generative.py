@@ -459,9 +459,27 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
                   grounding="checked")
 
 
-def verify_messages(question: str, answer: Answer) -> list[dict[str, str]]:
-    """The self-check's messages: the cited sentences, the question, the answer."""
-    sources = "\n".join(f"- {for_the_model(c.text)}" for c in answer.citations)
+def _with_context(c: Citation, cands: Sequence[Candidate]) -> str:
+    """A cited sentence as the self-check reads it: after the sentence that precedes it in
+    its passage, which holds what "the company" or "it" refers to."""
+    text = for_the_model(c.text)
+    own = next((x for x in cands if x.passage.id == c.passage_id
+                and x.passage.start + x.start == c.start), None)
+    if own is None or own.start == 0:
+        return text
+    before = own.passage.text[:own.start]
+    spans = sentence_spans(before)
+    if not spans:
+        return text
+    a, b = spans[-1]
+    return f"{for_the_model(before[a:b])} {text}"
+
+
+def verify_messages(question: str, answer: Answer,
+                    cands: Sequence[Candidate] = ()) -> list[dict[str, str]]:
+    """The self-check's messages: the cited sentences (each after the one before it, when
+    `cands` holds its passage), the question, the answer."""
+    sources = "\n".join(f"- {_with_context(c, cands)}" for c in answer.citations)
     text = _MARKERS.sub("", answer.answer).strip()
     return [{"role": "system", "content": VERIFY_PROMPT},
             {"role": "user", "content": f"Sentences:\n{sources}\nQuestion: {question}\n"
