@@ -37,7 +37,8 @@ def test_local_model_answers_with_a_checked_citation(local_assistant: Assistant)
     assert "300 million" in answer.answer
     assert any("300 million" in c.text for c in answer.citations)
     assert sum(isinstance(e, Delta) for e in events) > 3  # text arrived as it was generated
-    assert 0 < answer.usage["prompt_tokens"] < 600  # evidence first: a small prompt
+    # Evidence first: small prompts (the answer's and the self-check's together).
+    assert 0 < answer.usage["prompt_tokens"] < 1200
     assert answer.timings_ms["first_token"] < answer.timings_ms["total"]
 
 
