@@ -629,16 +629,22 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(new, encoding="utf-8")
 
 
-def scale_markdown(meta: dict[str, Any], r: dict[str, Any]) -> str:
-    lines = [SCALE_BEGIN, "## At scale: synthetic corpora of 5,000 to 100,000 chunks", ""]
-    lines += [f"- {k}: {v}" for k, v in meta.items() if v not in ("", None)]
+def _meta_lines(meta: dict[str, Any], busy_advice: str = "") -> list[str]:
+    """The run's details as a list, and a warning when the machine was busy meanwhile."""
+    lines = [f"- {k}: {v}" for k, v in meta.items() if v not in ("", None)]
     cpus = os.cpu_count() or 1
     loads = [float(x) for k in ("load average at start", "load average at end")
              for x in str(meta.get(k, "")).split()[:1]]
     if loads and max(loads) > cpus:
         lines += ["", f"**The machine was busy during this run** (load average up to "
                   f"{max(loads):.1f} on {cpus} CPUs, other jobs running): absolute times are "
-                  "inflated."]
+                  f"inflated{busy_advice}."]
+    return lines
+
+
+def scale_markdown(meta: dict[str, Any], r: dict[str, Any]) -> str:
+    lines = [SCALE_BEGIN, "## At scale: synthetic corpora of 5,000 to 100,000 chunks", ""]
+    lines += _meta_lines(meta)
     b = r.get("backends")
     if b:
         lines += ["", "### Ingest throughput: torch against ONNX", "",
@@ -715,15 +721,8 @@ def _ms(v: float | None) -> str:
 
 def markdown(meta: dict[str, Any], r: dict[str, Any]) -> str:
     lines = ["# Performance benchmark", ""]
-    lines += [f"- {k}: {v}" for k, v in meta.items() if v not in ("", None)]
-    cpus = os.cpu_count() or 1
-    loads = [float(x) for k in ("load average at start", "load average at end")
-             for x in str(meta.get(k, "")).split()[:1]]
-    if loads and max(loads) > cpus:
-        lines += ["", f"**The machine was busy during this run** (load average up to "
-                  f"{max(loads):.1f} on {cpus} CPUs, other jobs running): absolute times are "
-                  "inflated; compare the assistant and baseline columns, measured in the same "
-                  "run."]
+    lines += _meta_lines(meta, "; compare the assistant and baseline columns, measured in the "
+                               "same run")
     lines += ["", "Each figure comes from a fresh child process; \"baseline\" is a plain "
               "llama-index pipeline (SimpleDirectoryReader, default SentenceSplitter, "
               "VectorStoreIndex over Chroma, HuggingFaceEmbedding with the same local model; "
