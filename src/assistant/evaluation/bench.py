@@ -379,12 +379,9 @@ def serve_probe(data_dir: Path, questions: list[str], onnx_cache_dir: Path | Non
             out["http_answer_ms"] = [ask(q) for q in questions]
             out["peak_mb"] = _vm_hwm_mb(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+        from ..server.faults import stop_process
+
+        stop_process(proc)
     return out
 
 
