@@ -130,9 +130,28 @@ async def one_request(client: httpx.AsyncClient, url: str, question: str, genera
     level.latencies_ms.append((time.perf_counter() - t0) * 1000)
 
 
+async def abandon_request(client: httpx.AsyncClient, url: str, question: str,
+                          generator: str | None, after_s: float,
+                          headers: dict[str, str]) -> None:
+    """A client that gives up: it asks for a streamed answer and closes the connection
+    after `after_s`, before a local model's first token would arrive."""
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": question}], "stream": True}
+    if generator:
+        body["generator"] = generator
+    try:
+        async with asyncio.timeout(after_s):
+            async with client.stream("POST", url + "/api/chat", json=body,
+                                     headers=headers) as r:
+                async for _ in r.aiter_lines():
+                    pass
+    except (TimeoutError, httpx.HTTPError):
+        pass  # closing the connection is the point
+
+
 async def run_level(url: str, clients: int, per_client: int, questions: list[str],
                     generator: str | None, stream: bool, timeout: float,
-                    headers: dict[str, str]) -> Level:
+                    headers: dict[str, str], abandon: int = 0,
+                    abandon_after_s: float = 0.5) -> Level:
     level = Level(generator or "default", clients)
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     counter = iter(range(10**9))  # one shared cycle: every level asks the same mix
@@ -143,7 +162,12 @@ async def run_level(url: str, clients: int, per_client: int, questions: list[str
                 await one_request(client, url, q, generator, stream, level, headers)
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(clients)))
+        # Clients that give up start first, so the real ones queue behind their work
+        # unless the server stops that work when they leave.
+        quitters = [abandon_request(client, url, questions[-1 - i % len(questions)],
+                                    generator, abandon_after_s, headers)
+                    for i in range(abandon)]
+        await asyncio.gather(*quitters, *(worker(i) for i in range(clients)))
         level.seconds = time.perf_counter() - t0
     return level
 
@@ -211,7 +235,11 @@ def report(levels: list[Level], health: dict[str, Any], args: argparse.Namespace
         f"chunks; server generator {health.get('generator')}. The clients share one cycle "
         f"through the same {len(questions)} questions; each sends its questions one after "
         f"another ({'streamed' if args.stream else 'JSON'} answers). Latency is request to "
-        f"complete answer. Load average (1, 5, 15 min) before the run: {args.load_before}; "
+        f"complete answer."
+        + (f" At the start of each level {args.abandon} more clients each asked for a "
+           f"streamed answer and hung up after {args.abandon_after:g} s; they are not in "
+           f"the table." if args.abandon else "")
+        + f" Load average (1, 5, 15 min) before the run: {args.load_before}; "
         f"after: {load_average()}.",
         "",
         table(levels, args.stream),
@@ -244,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="cycle through the first N questions (default 20)")
     p.add_argument("--out", type=Path, default=Path("eval/reports/load.md"))
     p.add_argument("--append", action="store_true", help="add to --out instead of replacing")
+    p.add_argument("--abandon", type=int, default=0,
+                   help="at each level, this many more clients ask and hang up after "
+                        "--abandon-after seconds (default 0)")
+    p.add_argument("--abandon-after", type=float, default=0.5, help="seconds (default 0.5)")
     p.add_argument("--api-key", default=os.environ.get("ASSISTANT_API_KEY", ""))
     p.add_argument("--timeout", type=float, default=600.0, help="per request, seconds")
     args = p.parse_args(argv)
@@ -269,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in levels_n:
             per_client = max(args.per_client, -(-args.min_requests // n))
             level = asyncio.run(run_level(url, n, per_client, questions, args.generator,
-                                          args.stream, args.timeout, headers))
+                                          args.stream, args.timeout, headers, args.abandon,
+                                          args.abandon_after))
             levels.append(level)
             print(table([level], args.stream).splitlines()[-1], flush=True)
     finally:
