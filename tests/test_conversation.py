@@ -1,7 +1,7 @@
 import pytest
 
 from assistant import conversation
-from assistant.conversation import keeps_question, language, rewrite, topic_of
+from assistant.conversation import rewrite, topic_of
 from assistant.types import Message
 
 
@@ -73,25 +73,3 @@ def test_the_language_of_a_question(question: str, lang: str) -> None:
 
 def test_a_spanish_question_is_not_taken_for_english() -> None:
     assert conversation.language("¿Cuántos servidores tuvo que reinstalar Maersk?") != "en"
-
-
-def test_a_rewrite_must_keep_the_follow_up_and_the_earlier_subject() -> None:
-    earlier = [Message("user", "Does the brochure mention an EU project called EUNITY?")]
-    assert keeps_question("Which country does it cover?",
-                          "Which country does the EUNITY project cover?", earlier)
-    assert not keeps_question("Which country does it cover?",  # "it" resolved wrongly
-                              "Which country does the brochure cover?", earlier)
-    toolbox = [Message("user", "What is the EU's Cyber Diplomacy Toolbox?")]
-    assert not keeps_question("What falls under its restrictive measures?",  # words dropped
-                              "What falls under the EU's Cyber Diplomacy Toolbox?", toolbox)
-    assert topic_of(earlier[0].content) == "an EU project called EUNITY"
-
-
-@pytest.mark.parametrize("question, lang", [
-    ("Welke landen doen mee aan het CyberEast project?", "nl"),
-    ("Jakie kary grożą podmiotom na podstawie dyrektywy NIS2?", "pl"),
-    ("Quais países participam no projeto?", "pt"),
-    ("Which countries are in the project?", "en"),
-])
-def test_more_eu_languages_are_recognised_for_translation(question: str, lang: str) -> None:
-    assert language(question) == lang

@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass
 
 from .documents import SourceDocument
-from .text import LIST_ITEM, last_heading, sentence_spans, strip_markdown
+from .text import last_heading, sentence_spans, strip_markdown
 
 SECTION_SEP = " › "
-CHUNKER_VERSION = "3"
+CHUNKER_VERSION = "2"
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"'”’)]*\s+(?=[A-Z0-9“\"(•\-*])")
@@ -40,7 +40,7 @@ def clean_heading(raw: str) -> str:
 def _paragraph_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Spans of non-blank paragraphs in text[start:end], trimmed of surrounding whitespace."""
     spans: list[tuple[int, int]] = []
-    for m in re.finditer(r"\S(?:.*?\S)?(?=[ \t]*\n[ \t]*\n|\s*\Z)", text[start:end], re.DOTALL):
+    for m in re.finditer(r"\S(?:.*?\S)?(?=\n[ \t]*\n|\s*\Z)", text[start:end], re.DOTALL):
         spans.append((start + m.start(), start + m.end()))
     return spans
 
@@ -53,30 +53,6 @@ def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
         cursor = m.end()
     spans.append((cursor, end))
     return [(a, b) for a, b in spans if text[a:b].strip()]
-
-
-def _lists_whole(text: str, spans: list[tuple[int, int]],
-                 limit: int) -> list[tuple[int, int, bool]]:
-    """Paragraph spans with each list joined to the paragraph that introduces it, so that a
-    chunk holds a list whole (up to `limit` characters; a longer list is cut like prose)."""
-    out: list[tuple[int, int, bool]] = []  # (start, end, a joined list)
-    run: list[tuple[int, int]] = []
-
-    def flush() -> None:
-        if len(run) > 1 and run[-1][1] - run[0][0] <= limit:
-            out.append((run[0][0], run[-1][1], True))
-        else:
-            out.extend((a, b, False) for a, b in run)
-        run.clear()
-
-    for a, b in spans:
-        if LIST_ITEM.match(text[a:b]) and run:
-            run.append((a, b))
-            continue
-        flush()
-        run.append((a, b))
-    flush()
-    return out
 
 
 def _pack(spans: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
@@ -121,10 +97,8 @@ def chunk_document(doc: SourceDocument, limit: int = 900) -> list[Chunk]:
     seen: dict[str, int] = {}
     for section, a, b in sections(doc):
         units: list[tuple[int, int]] = []
-        for pa, pb, joined in _lists_whole(doc.text, _paragraph_spans(doc.text, a, b),
-                                           2 * limit):
-            long = pb - pa > limit and not joined
-            units.extend(_sentence_spans(doc.text, pa, pb) if long else [(pa, pb)])
+        for pa, pb in _paragraph_spans(doc.text, a, b):
+            units.extend(_sentence_spans(doc.text, pa, pb) if pb - pa > limit else [(pa, pb)])
         for ca, cb in _pack(units, limit):
             text = doc.text[ca:cb]
             key = f"{section}\x00{text}"

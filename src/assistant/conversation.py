@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .citations import names
 from .text import tokens
 from .types import Message
 
@@ -19,7 +18,6 @@ _FRAME = re.compile(
     r"^\s*(?:(?:and|so|ok|okay|now|then)\s*,?\s+)*"
     r"(?:can you |could you |please |would you )?"
     r"(?:tell me (?:more )?about|what about|how about|explain|describe|"
-    r"(?:does|do|did|is|are|was|were|can|could|has|have)(?=\s+(?:the|a|an|it|this)\b)|"
     r"(?:what|who|which|where|when|why|how)(?:\s+(?:much|many|long|often))?"
     r"(?:\s+(?:is|are|was|were|does|do|did|has|have|had|can|could|should|will|would))?)\s+",
     re.IGNORECASE,
@@ -78,20 +76,6 @@ def rewrite(question: str, history: Sequence[Message]) -> str:
     return f"{q.rstrip('?')} ({topic})?" if q.endswith("?") else f"{q} ({topic})"
 
 
-def keeps_question(question: str, rewritten: str, history: Sequence[Message]) -> bool:
-    """Is a model's rewrite of a follow-up lossless? It may bring in the earlier turn's
-    subject, never drop what is asked now: every content word of the follow-up stays, and
-    when the earlier question names something the follow-up does not, the rewrite names
-    it too (a small model sometimes resolves "it" to the wrong thing)."""
-    if not set(tokens(question)) <= set(tokens(rewritten)):
-        return False
-    previous = [m.content for m in history if m.role == "user" and m.content.strip()]
-    if not previous:
-        return True
-    earlier = names(previous[-1]) - names(question)
-    return not earlier or bool(earlier & set(re.findall(r"\w+", rewritten.lower())))
-
-
 _PART = re.compile(
     r"(?:,\s*and\s+|;\s*|\s+and\s+)(?=(?:(?:in|on|at|for|by|from|to|with|since)\s+)?"
     r"(?:what|which|who|whom|when|where|why|how|does|do|did|is|are|was|were|can)\b)",
@@ -140,19 +124,13 @@ _FUNCTION_WORDS = {
           "cuánto cuántos cuántas dónde cuándo ha",
     "it": "il lo la gli le dei delle del di è sono quale quali chi come per con una un nel "
           "della che quanto quanti quante perché dove quando ha",
-    "nl": "de het een van en is zijn wat welke wie hoe voor met op door niet ook wordt "
-          "hoeveel waarom waar wanneer heeft",
-    "pt": "o os as do da dos das de é são qual quais quem como para com em uma um por "
-          "quanto quantos quantas onde quando tem",
-    "pl": "jest są co jaki jaka jakie które który kto jak dla na w z do przez czy nie "
-          "ile dlaczego gdzie kiedy ma",
 }
 _LANG_WORDS = {lang: frozenset(ws.split()) for lang, ws in _FUNCTION_WORDS.items()}
 
 
 def language(question: str) -> str:
-    """The language ("en", "fr", "de", "es", "it", "nl", "pt" or "pl") whose function words
-    the question uses most (English on a tie, or when it has none)."""
+    """"en", "fr", "de", "es" or "it": the language whose function words the question uses
+    most (English on a tie, or when it has none)."""
     ws = [w.lower() for w in re.findall(r"[^\W\d_]+", question)]
     counts = {lang: sum(w in vocab for w in ws) for lang, vocab in _LANG_WORDS.items()}
     best = max(counts, key=lambda lang: (counts[lang], lang == "en"))

@@ -65,11 +65,6 @@ _ENUMERATOR = re.compile(r"\(?(?:\d{1,3}|[a-z]|[ivx]{1,5})[.)]", re.IGNORECASE)
 _SENT = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[A-Z0-9“\"(])|\n+")
 
 
-# A list item's line: "- item", "1. item", and the enumerations of legal texts: "(a) item",
-# "(iv) item", "b) item".
-LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|\(?(?:[a-z]|[ivx]{1,4}|\d{1,2})\))\s+")
-
-
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of sentences and list items in `text`, trimmed."""
     spans: list[tuple[int, int]] = []

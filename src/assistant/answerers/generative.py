@@ -34,7 +34,7 @@ from itertools import zip_longest
 
 from ..citations import names, numbers
 from ..conversation import split_parts
-from ..text import LIST_ITEM, last_heading, sentence_spans, strip_markdown, tokens, words
+from ..text import last_heading, sentence_spans, strip_markdown, tokens, words
 from ..types import Answer, Citation, Message, Passage
 from . import REFUSAL
 from .extractive import Unit, gives_what_is_asked, needs_name
@@ -102,14 +102,13 @@ TRANSLATE_PROMPT = (
 )
 
 MAX_EVIDENCE = 4  # sentences the model may choose
-LIST_CHARS = 2000  # longest list a single candidate may bring
-SHORT_LIST = 600  # a longer list is shown with each item cut to its head
-ITEM_CHARS = 90  # ... of about this many characters
+LIST_CHARS = 600  # longest list a single candidate may bring
 
 _REFUSAL_LIKE = re.compile(r"\b(?:couldn'?t|could not|cannot|can'?t|unable to) find\b|"
                            r"\bnot\b[^.]{0,40}\b(?:in|by) the (?:\w+ )?(?:sources|documents|"
                            r"sentences)\b|\bdo(?:es)? not (?:say|mention|state)\b",
                            re.IGNORECASE)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,7 @@ def _list_block(text: str, start: int, end: int) -> tuple[int, int]:
     here = next((i for i, (a, b) in enumerate(lines) if a <= start < b + 1), None)
     if here is None:
         return start, end
-    is_item = [bool(LIST_ITEM.match(text[a:b])) for a, b in lines]
+    is_item = [bool(_LIST_ITEM.match(text[a:b])) for a, b in lines]
     nxt = next((i for i in range(here + 1, len(lines)) if text[slice(*lines[i])].strip()), None)
     if is_item[here]:
         first = here
@@ -154,9 +153,8 @@ def _list_block(text: str, start: int, end: int) -> tuple[int, int]:
             first -= 1
         if first > 0 and not is_item[first - 1]:
             first -= 1  # the line introducing the list
-    elif nxt is not None and is_item[nxt] and text[start:end].strip() \
-            and text[start:lines[here][1]].strip() == text[start:end].strip():
-        first = here  # the last sentence before a list introduces it
+    elif text[start:end].rstrip().endswith(":") and nxt is not None and is_item[nxt]:
+        first = here
     else:
         return start, end
     last = first
@@ -192,12 +190,10 @@ def candidates(parts: Sequence[Sequence[tuple[Unit, Passage]]], *, budget_chars:
             a, b = unit.start, unit.end
         if any(c.passage.id == passage.id and a < c.end and c.start < b for c in chosen):
             continue
-        cand = Candidate(passage, a, b)
-        size = len(shown(cand.text))  # what the model reads: a long list's items are cut
-        if used + size > budget_chars and chosen:
+        if used + (b - a) > budget_chars and chosen:
             continue
-        chosen.append(cand)
-        used += size
+        chosen.append(Candidate(passage, a, b))
+        used += b - a
     order = list(dict.fromkeys(c.passage.id for c in chosen))
     return sorted(chosen, key=lambda c: (order.index(c.passage.id), c.start))
 
@@ -232,37 +228,12 @@ def for_the_model(text: str) -> str:
     return without_instructions(" ".join(text.split()))
 
 
-_CLAUSE_END = re.compile(r"[;:,.]\s|\s[-–—]\s")
-
-
-def _cut_item(line: str) -> str:
-    """A list item's head: up to its first clause break after a few words, or about
-    ITEM_CHARS characters ending on a whole word."""
-    if len(line) <= ITEM_CHARS:
-        return line
-    m = _CLAUSE_END.search(line, 12, ITEM_CHARS + 20)
-    if m:
-        return line[:m.start()].rstrip() + " …"
-    return line[:ITEM_CHARS].rsplit(" ", 1)[0] + " …"
-
-
-def shown(text: str) -> str:
-    """A candidate as the model reads it. A list longer than a short paragraph shows each
-    item cut to its head, so that a list question sees every item within the evidence
-    budget (the citation still quotes the whole list, and the checks read all of it)."""
-    lines = [ln for ln in text.split("\n") if ln.strip()]
-    if len(text) > SHORT_LIST and sum(bool(LIST_ITEM.match(ln)) for ln in lines) >= 2:
-        text = "\n".join(_cut_item(strip_markdown(ln)) if LIST_ITEM.match(ln) else ln
-                         for ln in lines)
-    return for_the_model(text)
-
-
 def build_messages(question: str, cands: Sequence[Candidate]) -> list[dict[str, str]]:
     """The chat messages: the fixed rules first (llama.cpp reuses their cached prefix)."""
     lines = []
     previous = ""
     for n, c in enumerate(cands, 1):
-        text = shown(c.text)
+        text = for_the_model(c.text)
         # The heading says what a bare list ("Armenia, Georgia, ...") is about; it is left
         # out where it adds nothing: repeated from the sentence before, or already in it.
         where = c.heading
