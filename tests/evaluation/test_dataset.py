@@ -75,3 +75,23 @@ def test_the_blind_test_set_is_the_one_recorded() -> None:
         "1b1fd547df58bc260b6b72e3fdc84469d34cf68005f60b2fbdf0bcb49c6eba8a"
     items = load_items(path)
     assert len(items) == 112 and {i.expect for i in items} == {"answer", "refuse"}
+
+
+def test_the_second_development_set_is_the_one_recorded_and_well_formed() -> None:
+    # Also written from the documents alone; the hash is in eval/README.md.
+    import hashlib
+
+    from assistant.evaluation.dataset import default_eval_dir, load_items
+
+    path = default_eval_dir() / "dev2_questions.jsonl"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == \
+        "56038784ab98983ae4c59ec5aa3f76c3c55f172abb87d425d8750ce796197418"
+    items = load_items(path)
+    assert len(items) == 110
+    brochure = (default_eval_dir().parent / "corpus" / "cyber-diplomacy-in-the-eu.md").read_text(
+        encoding="utf-8")
+    for i in items:
+        assert i.expects_refusal == (not i.answerable)
+        assert bool(i.must_contain) == i.answerable and bool(i.evidence) == i.answerable
+        if i.document == "cyber-diplomacy-in-the-eu.md":
+            assert all(span in brochure for span in i.evidence), i.id
