@@ -26,7 +26,8 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
                         f"(default: {', '.join(DEFAULT_CONFIGS)})")
     p.add_argument("--set", dest="question_sets", type=Path, action="append", default=None,
                    help="question set JSONL; repeat to run several side by side (default: "
-                        "the development set eval/questions.jsonl and the blind test set "
+                        "the development sets eval/questions.jsonl and "
+                        "eval/dev2_questions.jsonl and the blind test set "
                         "eval/test_questions.jsonl, with a comparison report)")
     p.add_argument("--out", type=Path, default=None,
                    help="report folder (default: eval/reports)")
@@ -61,6 +62,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     eval_dir = default_eval_dir()
     sets: list[Path] = args.question_sets or [eval_dir / "questions.jsonl",
+                                              eval_dir / "dev2_questions.jsonl",
                                               eval_dir / "test_questions.jsonl"]
     try:
         configs = [Config.parse(s) for s in (args.configs or DEFAULT_CONFIGS)]
