@@ -87,12 +87,17 @@ def load_questions(path: Path | None) -> list[str]:
     return FALLBACK_QUESTIONS
 
 
-async def one_request(client: httpx.AsyncClient, url: str, question: str, generator: str | None,
-                      stream: bool, level: Level, headers: dict[str, str]) -> None:
+def chat_body(question: str, generator: str | None, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"messages": [{"role": "user", "content": question}],
                             "stream": stream}
     if generator:
         body["generator"] = generator
+    return body
+
+
+async def one_request(client: httpx.AsyncClient, url: str, question: str, generator: str | None,
+                      stream: bool, level: Level, headers: dict[str, str]) -> None:
+    body = chat_body(question, generator, stream)
     t0 = time.perf_counter()
     try:
         if stream:
@@ -135,9 +140,7 @@ async def abandon_request(client: httpx.AsyncClient, url: str, question: str,
                           headers: dict[str, str]) -> None:
     """A client that gives up: it asks for a streamed answer and closes the connection
     after `after_s`, before a local model's first token would arrive."""
-    body: dict[str, Any] = {"messages": [{"role": "user", "content": question}], "stream": True}
-    if generator:
-        body["generator"] = generator
+    body = chat_body(question, generator, stream=True)
     try:
         async with asyncio.timeout(after_s):
             async with client.stream("POST", url + "/api/chat", json=body,
