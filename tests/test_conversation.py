@@ -1,7 +1,7 @@
 import pytest
 
 from assistant import conversation
-from assistant.conversation import rewrite, topic_of
+from assistant.conversation import keeps_question, language, rewrite, topic_of
 from assistant.types import Message
 
 
@@ -73,3 +73,31 @@ def test_the_language_of_a_question(question: str, lang: str) -> None:
 
 def test_a_spanish_question_is_not_taken_for_english() -> None:
     assert conversation.language("¿Cuántos servidores tuvo que reinstalar Maersk?") != "en"
+
+
+def test_a_rewrite_must_keep_the_follow_up_and_the_earlier_subject() -> None:
+    earlier = [Message("user", "Does the brochure mention a programme called HARBOURNET?")]
+    assert keeps_question("Which port does it serve?",
+                          "Which port does the HARBOURNET programme serve?", earlier)
+    assert not keeps_question("Which port does it serve?",  # "it" resolved to the wrong thing
+                              "Which port does the brochure serve?", earlier)
+    fund = [Message("user", "What is the Coastal Fund?")]
+    assert not keeps_question("What falls under its emergency grants?",  # words dropped
+                              "What falls under the Coastal Fund?", fund)
+    assert keeps_question("What falls under its emergency grants?",
+                          "What falls under the Coastal Fund's emergency grants?", fund)
+    assert topic_of(earlier[0].content) == "a programme called HARBOURNET"
+
+
+@pytest.mark.parametrize("question, lang", [
+    ("Welke landen doen mee aan het project?", "nl"),
+    ("Jakie kary grożą podmiotom na podstawie dyrektywy?", "pl"),
+    ("Quais países participam no projeto?", "pt"),
+    ("Ποιες χώρες συμμετέχουν στο έργο;", "other"),
+    ("Kuriuos projektus finansuoja Sąjunga?", "other"),
+    ("Which countries are in the project?", "en"),
+    ("List the offences of the convention", "en"),
+    ("NIS 2 sectors?", "en"),
+])
+def test_any_eu_language_is_recognised_for_translation(question: str, lang: str) -> None:
+    assert language(question) == lang

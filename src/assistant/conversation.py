@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .citations import names
 from .text import tokens
 from .types import Message
 
@@ -18,6 +19,7 @@ _FRAME = re.compile(
     r"^\s*(?:(?:and|so|ok|okay|now|then)\s*,?\s+)*"
     r"(?:can you |could you |please |would you )?"
     r"(?:tell me (?:more )?about|what about|how about|explain|describe|"
+    r"(?:does|do|did|is|are|was|were|can|could|has|have)(?=\s+(?:the|a|an|it|this)\b)|"
     r"(?:what|who|which|where|when|why|how)(?:\s+(?:much|many|long|often))?"
     r"(?:\s+(?:is|are|was|were|does|do|did|has|have|had|can|could|should|will|would))?)\s+",
     re.IGNORECASE,
@@ -76,6 +78,20 @@ def rewrite(question: str, history: Sequence[Message]) -> str:
     return f"{q.rstrip('?')} ({topic})?" if q.endswith("?") else f"{q} ({topic})"
 
 
+def keeps_question(question: str, rewritten: str, history: Sequence[Message]) -> bool:
+    """Is a model's rewrite of a follow-up lossless? It may bring in the earlier turn's
+    subject, never drop what is asked now: every content word of the follow-up stays, and
+    when the earlier question names something the follow-up does not, the rewrite names
+    it too (a small model sometimes resolves "it" to the wrong thing)."""
+    if not set(tokens(question)) <= set(tokens(rewritten)):
+        return False
+    previous = [m.content for m in history if m.role == "user" and m.content.strip()]
+    if not previous:
+        return True
+    earlier = names(previous[-1]) - names(question)
+    return not earlier or bool(earlier & set(re.findall(r"\w+", rewritten.lower())))
+
+
 _PART = re.compile(
     r"(?:,\s*and\s+|;\s*|\s+and\s+)(?=(?:(?:in|on|at|for|by|from|to|with|since)\s+)?"
     r"(?:what|which|who|whom|when|where|why|how|does|do|did|is|are|was|were|can)\b)",
@@ -115,7 +131,8 @@ def strip_markup(question: str) -> str:
 # Function words that mark a language; the embedding model and the keyword index read
 # English, so a question in another language is translated before retrieval.
 _FUNCTION_WORDS = {
-    "en": "the of and to in is are what which who how does do did was were for on with by",
+    "en": "the of and to in is are what which who how does do did was were for on with by a an "
+          "it its that this can has have from at as be",
     "fr": "le la les des du de est sont quel quelle quels quelles qui que comment pour dans "
           "avec une un au aux à combien pourquoi où quand elle il ont",
     "de": "der die das den dem des ist sind welche welcher welches wer wie was für mit und "
@@ -124,14 +141,26 @@ _FUNCTION_WORDS = {
           "cuánto cuántos cuántas dónde cuándo ha",
     "it": "il lo la gli le dei delle del di è sono quale quali chi come per con una un nel "
           "della che quanto quanti quante perché dove quando ha",
+    "nl": "de het een van en is zijn wat welke wie hoe voor met op door niet ook wordt "
+          "hoeveel waarom waar wanneer heeft",
+    "pt": "o os as do da dos das de é são qual quais quem como para com em uma um por "
+          "quanto quantos quantas onde quando tem",
+    "pl": "jest są co jaki jaka jakie które który kto jak dla na w z do przez czy nie "
+          "ile dlaczego gdzie kiedy ma",
 }
 _LANG_WORDS = {lang: frozenset(ws.split()) for lang, ws in _FUNCTION_WORDS.items()}
 
 
 def language(question: str) -> str:
-    """"en", "fr", "de", "es" or "it": the language whose function words the question uses
-    most (English on a tie, or when it has none)."""
+    """The language ("en", "fr", "de", "es", "it", "nl", "pt" or "pl") whose function words
+    the question uses most (English on a tie); "other" for a question of four words or more
+    with no English function word (any other language, or another script), so that it is
+    translated too; "en" for a shorter one."""
     ws = [w.lower() for w in re.findall(r"[^\W\d_]+", question)]
     counts = {lang: sum(w in vocab for w in ws) for lang, vocab in _LANG_WORDS.items()}
     best = max(counts, key=lambda lang: (counts[lang], lang == "en"))
-    return best if counts[best] > counts["en"] else "en"
+    if counts[best] > counts["en"]:
+        return best
+    if not counts["en"] and len(ws) >= 4:
+        return "other"
+    return "en"

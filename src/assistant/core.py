@@ -461,7 +461,12 @@ class Assistant:
         except LLMError as exc:
             log.warning("follow-up rewrite by the model failed (%s); using the heuristic", exc)
             return heuristic
-        return generative.clean_rewrite(text, heuristic)
+        rewritten = generative.clean_rewrite(text, heuristic)
+        if rewritten != heuristic and not conversation.keeps_question(q, rewritten, history):
+            log.info("the model's rewrite %r drops part of %r; using the heuristic's",
+                     rewritten, q)
+            return heuristic
+        return rewritten
 
     def _verify(self, question: str, answer: Answer, model: ChatModel,
                 usage: dict[str, int], cands: Sequence[generative.Candidate] = ()) -> Answer:
