@@ -355,3 +355,13 @@ def test_the_self_check_can_be_turned_off(brochure_data_dir: Path, embedder) -> 
                         verify_threshold=0.0)
     answer = Assistant(settings, embedder=embedder, chat_model=model).ask(NOTPETYA)
     assert not answer.refused and model.checks == []
+
+
+def test_a_fragment_under_a_heading_reads_as_belonging_to_it() -> None:
+    bare = _p("Norvale, Eastport, Kell", 1, "Projects › HarbourNet")
+    full = _p("HarbourNet trains port staff.", 2, "Projects › Training")
+    prompt = build_messages("Which project covers Kell?",
+                            [Candidate(bare, 0, len(bare.text)),
+                             Candidate(full, 0, len(full.text))])[1]["content"]
+    assert "[1] HarbourNet: Norvale, Eastport, Kell\n" in prompt
+    assert "[2] (Training) HarbourNet trains port staff." in prompt

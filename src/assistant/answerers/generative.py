@@ -237,9 +237,16 @@ def build_messages(question: str, cands: Sequence[Candidate]) -> list[dict[str, 
         # The heading says what a bare list ("Armenia, Georgia, ...") is about; it is left
         # out where it adds nothing: repeated from the sentence before, or already in it.
         where = c.heading
-        label = "" if where == previous or where.lower() in text.lower() else f"({where}) "
+        if where == previous or where.lower() in text.lower():
+            lines.append(f"[{n}] {text}")
+        elif text[-1:] not in ".!?;:":
+            # A fragment under a heading (a project's countries) belongs to what the
+            # heading names: "CyberNet: Africa, Asia" reads as that, where "(CyberNet)
+            # Africa, Asia" lets a small model answer "which project" with the countries.
+            lines.append(f"[{n}] {where}: {text}")
+        else:
+            lines.append(f"[{n}] ({where}) {text}")
         previous = where
-        lines.append(f"[{n}] {label}{text}")
     lines.append(f"Question: {question}")
     return [{"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": "\n".join(lines)}]
