@@ -56,9 +56,14 @@ def needs_context(question: str) -> bool:
     return len(tokens(q)) <= 2 and not _names_something(q)
 
 
+def user_questions(history: Sequence[Message]) -> list[str]:
+    """The user's earlier questions, oldest first (empty turns left out)."""
+    return [m.content for m in history if m.role == "user" and m.content.strip()]
+
+
 def rewrite(question: str, history: Sequence[Message]) -> str:
     """A standalone version of `question` given earlier turns (unchanged when not needed)."""
-    previous = [m.content for m in history if m.role == "user" and m.content.strip()]
+    previous = user_questions(history)
     if not previous or not needs_context(question):
         return question.strip()
     topic = topic_of(previous[-1])
@@ -85,7 +90,7 @@ def keeps_question(question: str, rewritten: str, history: Sequence[Message]) ->
     it too (a small model sometimes resolves "it" to the wrong thing)."""
     if not set(tokens(question)) <= set(tokens(rewritten)):
         return False
-    previous = [m.content for m in history if m.role == "user" and m.content.strip()]
+    previous = user_questions(history)
     if not previous:
         return True
     earlier = names(previous[-1]) - names(question)
