@@ -24,6 +24,7 @@ from assistant.answerers.generative import (
     finalize,
     grammar,
     parse_reply,
+    verify_messages,
 )
 from assistant.llm import LLMBusy, LLMError, Usage
 from assistant.types import Answer, Message, Passage
@@ -145,7 +146,7 @@ def test_a_full_queue_is_busy_before_any_text(make) -> None:
 
 @slow
 def test_a_follow_up_is_rewritten_by_the_model(make) -> None:
-    model = FakeModel("Which countries does the CyberSouth project cover?",
+    model = FakeModel("CyberSouth project",
                       pick("Tunisia", "CyberSouth covers Algeria, Jordan, Lebanon, Morocco and "
                                       "Tunisia."))
     answer = make(model).ask("Which countries does it cover?",
@@ -153,7 +154,20 @@ def test_a_follow_up_is_rewritten_by_the_model(make) -> None:
                               Message("assistant", "...")])
     assert answer.rewritten_question == "Which countries does the CyberSouth project cover?"
     assert "Tunisia" in answer.answer and not answer.refused
-    assert "Last question: Which countries does it cover?" in model.prompts[0][1]["content"]
+    assert 'Follow-up: Which countries does it cover?\nWhat does "it" refer to?' in \
+        model.prompts[0][1]["content"]
+    assert '"CyberSouth project"' in (model.grammars[0] or "")  # a phrase, under a grammar
+
+
+@slow
+def test_a_referent_the_earlier_questions_do_not_hold_falls_back_to_the_heuristic(make) -> None:
+    model = FakeModel("the southern partnership",  # a server that ignored the grammar
+                      pick("Tunisia", "CyberSouth covers Algeria, Jordan, Lebanon, Morocco and "
+                                      "Tunisia."))
+    answer = make(model).ask("Which countries does it cover?",
+                             [Message("user", "Tell me about the CyberSouth project.")])
+    assert answer.rewritten_question == "Which countries does the CyberSouth project cover?"
+    assert "Tunisia" in answer.answer
 
 
 @slow
@@ -335,8 +349,10 @@ def test_the_self_check_withholds_an_answer_the_model_doubts(make, p_yes, withhe
     (check,) = model.checks
     prompt = check[-1]["content"]
     assert f"Question: {NOTPETYA}" in prompt and "300 million" in prompt  # sources, answer
-    # the cited sentence comes after the one before it, which says who "the company" is
-    assert re.search(r"- In 2017, NotPetya .*Maersk.*\. The attacks cost", prompt), prompt
+    # the cited sentence comes after the one before it, which says who "the company" is,
+    # under the heading the answer's prompt showed
+    assert re.search(r"- \(Port security\) In 2017, NotPetya .*Maersk.*\. The attacks cost",
+                     prompt), prompt
     assert "[1]" not in prompt  # the answer without its markers
     if withheld:
         assert answer.refused and answer.grounding == "refused"
@@ -365,3 +381,19 @@ def test_a_fragment_under_a_heading_reads_as_belonging_to_it() -> None:
                              Candidate(full, 0, len(full.text))])[1]["content"]
     assert "[1] HarbourNet: Norvale, Eastport, Kell\n" in prompt
     assert "[2] (Training) HarbourNet trains port staff." in prompt
+
+
+def test_the_self_check_reads_a_cited_fragment_with_its_heading() -> None:
+    # Without the heading the check would see only the towns, never the project the
+    # answer names, and doubt an answer its evidence states.
+    bare = _p("Norvale, Eastport, Kell", 1, "Projects › HarbourNet")
+    later = _p("Its port opened in 1990. Kell trains pilots.", 2, "Ports › Kell")
+    cands = [Candidate(bare, 0, len(bare.text)),
+             Candidate(later, later.text.index("Kell trains"), len(later.text))]
+    answer = Answer(answer="HarbourNet works with Kell [1]. Kell trains pilots [2].",
+                    refused=False, citations=[c.citation(n) for n, c in enumerate(cands, 1)],
+                    mode="local", grounding="checked")
+    sources = verify_messages("Which project covers Kell?", answer, cands)[1]["content"]
+    assert "- HarbourNet: Norvale, Eastport, Kell\n" in sources
+    # A sentence is read after the one before it; its heading is already in the text.
+    assert "- Its port opened in 1990. Kell trains pilots.\n" in sources

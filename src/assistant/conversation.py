@@ -1,8 +1,10 @@
 """Follow-up questions: rewrite "Which countries does it cover?" into a standalone question.
 
-The heuristic needs no model: it finds the topic of the previous user turn (the question
-without its interrogative frame) and substitutes it for a pronoun, or appends it when the
-follow-up is too short to stand alone. A language-model rewriter can replace it.
+A follow-up's first pronoun is replaced by what it refers to (`resolve`), so every word the
+user asked stays. What it refers to comes from a language model choosing a phrase of an
+earlier question (`generative.referent_messages`), or, without a model, from the heuristic:
+the topic of the previous user turn (the question without its interrogative frame). A
+follow-up too short to stand alone gets the topic appended.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .citations import names
 from .text import tokens
 from .types import Message
 
@@ -71,30 +72,35 @@ def rewrite(question: str, history: Sequence[Message]) -> str:
         return question.strip()
     q = question.strip()
     switch = _SWITCH.match(q)
-    if (switch and not _PRONOUN.search(q) and topic in previous[-1]
-            and any(w[:1].isupper() for w in switch.group(1).split())):
-        # "And CyberEast?" after "What is the YAKSHA project?": same question, new subject.
-        return previous[-1].replace(topic, switch.group(1), 1)
-    m = _PRONOUN.search(q)
-    if m:
-        word = m.group(1).lower()
-        replacement = topic + "'s" if word in {"its", "their"} else topic
-        return q[: m.start()] + replacement + q[m.end():]
+    if switch and not _PRONOUN.search(q):
+        if _FRAME.match(switch.group(1)):
+            # "And what does the Coastal Fund do?": a whole question after "and".
+            whole = switch.group(1).strip()
+            return whole[:1].upper() + whole[1:] + ("?" if q.endswith("?") else "")
+        if topic in previous[-1] and any(w[:1].isupper() for w in switch.group(1).split()):
+            # "And CyberEast?" after "What is the YAKSHA project?": same question, new subject.
+            return previous[-1].replace(topic, switch.group(1), 1)
+    if _PRONOUN.search(q):
+        return resolve(q, topic)
     return f"{q.rstrip('?')} ({topic})?" if q.endswith("?") else f"{q} ({topic})"
 
 
-def keeps_question(question: str, rewritten: str, history: Sequence[Message]) -> bool:
-    """Is a model's rewrite of a follow-up lossless? It may bring in the earlier turn's
-    subject, never drop what is asked now: every content word of the follow-up stays, and
-    when the earlier question names something the follow-up does not, the rewrite names
-    it too (a small model sometimes resolves "it" to the wrong thing)."""
-    if not set(tokens(question)) <= set(tokens(rewritten)):
-        return False
-    previous = user_questions(history)
-    if not previous:
-        return True
-    earlier = names(previous[-1]) - names(question)
-    return not earlier or bool(earlier & set(re.findall(r"\w+", rewritten.lower())))
+def pronoun(question: str) -> str | None:
+    """The follow-up's first word that refers back ("it", "its", "these", ...), if any."""
+    m = _PRONOUN.search(question)
+    return m.group(1) if m else None
+
+
+def resolve(question: str, referent: str) -> str:
+    """The question with its first pronoun replaced by `referent` ("its" by "referent's"):
+    every other word the user wrote stays as written."""
+    m = _PRONOUN.search(question)
+    if m is None:
+        return question.strip()
+    referent = referent.strip(" ?.,")
+    if m.group(1).lower() in {"its", "their"}:
+        referent += "'s"
+    return (question[: m.start()] + referent + question[m.end():]).strip()
 
 
 _PART = re.compile(

@@ -451,22 +451,30 @@ class Assistant:
         if not history or not conversation.needs_context(q):
             return q
         heuristic = conversation.rewrite(q, history)
-        if gen == "extractive":
+        word = conversation.pronoun(q)
+        if gen == "extractive" or word is None:
+            return heuristic
+        earlier = [conversation.strip_markup(x)
+                   for x in conversation.user_questions(history)[-3:]]
+        phrases = generative.referent_phrases(earlier)
+        if not phrases:
             return heuristic
         try:
             text = self.chat_model(gen).complete(
-                generative.rewrite_messages(q, history), max_tokens=48,
+                generative.referent_messages(q, word, earlier), max_tokens=32,
+                grammar=generative.referent_grammar(phrases),
                 timeout_s=min(20.0, self.settings.llm_timeout_s), usage=usage,
             )
         except LLMError as exc:
-            log.warning("follow-up rewrite by the model failed (%s); using the heuristic", exc)
+            log.warning("resolving the follow-up by the model failed (%s); using the "
+                        "heuristic", exc)
             return heuristic
-        rewritten = generative.clean_rewrite(text, heuristic)
-        if rewritten != heuristic and not conversation.keeps_question(q, rewritten, history):
-            log.info("the model's rewrite %r drops part of %r; using the heuristic's",
-                     rewritten, q)
+        referent = generative.clean_referent(text, phrases, earlier)
+        if referent is None:
+            log.info("the model's referent %r is not a phrase of an earlier question; using "
+                     "the heuristic", text)
             return heuristic
-        return rewritten
+        return conversation.resolve(q, referent)
 
     def _verify(self, question: str, answer: Answer, model: ChatModel,
                 usage: dict[str, int], cands: Sequence[generative.Candidate] = ()) -> Answer:
