@@ -445,7 +445,7 @@ class Assistant:
                 text = self.chat_model(gen).complete(
                     generative.translate_messages(q), max_tokens=80,
                     timeout_s=min(20.0, self.settings.llm_timeout_s), usage=usage)
-                q = generative.clean_rewrite(text, q)
+                q = generative.clean_translation(text, q)
             except LLMError as exc:
                 log.warning("translating the question failed (%s); using it as it is", exc)
         if not history or not conversation.needs_context(q):

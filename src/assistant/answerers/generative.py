@@ -590,10 +590,10 @@ def translate_messages(question: str) -> list[dict[str, str]]:
             {"role": "user", "content": question}]
 
 
-def clean_rewrite(text: str, fallback: str) -> str:
-    """The model's rewrite (or translation), or the fallback when it is unusable."""
+def clean_translation(text: str, fallback: str) -> str:
+    """The model's translation, or the fallback (the question as asked) when unusable."""
     line = text.strip().splitlines()[0].strip() if text.strip() else ""
-    line = re.sub(r"^(?:(?:standalone|english) question:\s*)", "", line,
+    line = re.sub(r"^(?:english question:\s*)", "", line,
                   flags=re.IGNORECASE).strip(' "')
     if not (3 <= len(line) <= 300) or _REFUSAL_LIKE.search(line):
         return fallback
