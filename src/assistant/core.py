@@ -506,7 +506,8 @@ class Assistant:
 
         s = self.settings
         cands = generative.candidates(ranked, budget_chars=s.llm_evidence_chars,
-                                      max_candidates=s.llm_evidence_sentences)
+                                      max_candidates=s.llm_evidence_sentences,
+                                      min_ratio=s.llm_evidence_min_score)
         messages = generative.build_messages(question, cands)
         model = self.chat_model(gen)
         reader = generative.AnswerStream()

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     )
     llm_evidence_sentences: int = Field(
         8, ge=1, le=30, description="Most numbered evidence sentences shown to the model.")
+    llm_evidence_min_score: float = Field(
+        0.7, ge=0.0, le=1.0, description="Evidence sentences shown to the model score at "
+        "least this share of the best one's score: fewer neighbours on the same topic for a "
+        "small model to mistake for the answer (tuned on the development set).")
     llm_answer_style: Literal["write", "quote"] = Field(
         "write", description="write: the model answers in its words from the evidence it "
         "chose; quote: the answer is the chosen evidence, quoted.")
@@ -172,7 +176,8 @@ class Settings(BaseSettings):
         keys = ["embedding_model", "chunk_chars", "top_k", "candidates", "hybrid",
                 "sentence_search", "generator",
                 "llm_model_path", "llm_evidence_chars", "llm_evidence_sentences",
-                "quote_confidence", "llm_answer_style", "verify_threshold", "openai_model"]
+                "llm_evidence_min_score", "quote_confidence", "llm_answer_style",
+                "verify_threshold", "openai_model"]
         blob = json.dumps({k: str(getattr(self, k)) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

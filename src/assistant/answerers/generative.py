@@ -190,7 +190,7 @@ def _list_block(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def candidates(parts: Sequence[Sequence[tuple[Unit, Passage]]], *, budget_chars: int = 800,
-               max_candidates: int = 8, min_ratio: float = 0.5) -> list[Candidate]:
+               max_candidates: int = 8, min_ratio: float = 0.7) -> list[Candidate]:
     """The best-ranked sentences as numbered evidence, within `budget_chars`.
 
     Each part of the question keeps the sentences within `min_ratio` of its own best

@@ -259,8 +259,8 @@ def run_baseline(config: Config, items: Sequence[Item], settings: Settings,
 
 def _shown_settings(s: Settings) -> dict[str, Any]:
     keys = ["generator", "top_k", "candidates", "hybrid", "sentence_search", "embedding_model",
-            "chunk_chars", "llm_evidence_chars", "llm_evidence_sentences", "quote_confidence",
-            "llm_max_tokens"]
+            "chunk_chars", "llm_evidence_chars", "llm_evidence_sentences", "llm_evidence_min_score",
+            "quote_confidence", "llm_max_tokens"]
     return {k: str(getattr(s, k)) if k == "embedding_model" else getattr(s, k) for k in keys}
 
 
