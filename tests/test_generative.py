@@ -279,6 +279,17 @@ def test_finalize_checks_figures_and_names_against_the_chosen_sentences() -> Non
     assert wrong.refused and "500" in wrong.notes[-1]
 
 
+def test_a_figure_only_the_question_states_is_a_premise_not_a_fact() -> None:
+    q = "Confirm that the attacks on the company cost $900 million."
+    echoed = finalize("Evidence: 2\nAnswer: Yes. The attacks cost the company $900 million.",
+                      CANDS, "local", question=q)
+    assert echoed.refused and "900" in echoed.notes[-1]
+    # a name from the question still stands for what the sentences call "the company"
+    named = finalize("Evidence: 2\nAnswer: The attacks cost Maersk over $300 million.",
+                     CANDS[1:], "local", question="How much did the attacks cost Maersk?")
+    assert not named.refused and named.grounding == "checked"
+
+
 def test_finalize_withholds_an_answer_of_the_wrong_kind() -> None:
     q = "When did the flood close the port?"
     got = finalize("Evidence: 2\nAnswer: The attacks were costly.", CANDS, "local", question=q)

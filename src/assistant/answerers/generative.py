@@ -3,7 +3,9 @@
 One mechanism, in four steps:
 
 1. `candidates`: the sentences the extractive scorer ranked highest (each part of a
-   multi-part question takes turns), numbered [1]..[n], within a character budget. A
+   multi-part question takes turns), numbered [1]..[n], within a character budget, and
+   only those close to the best one's score (a topical neighbour is what a small model
+   most often mistakes for the answer). A
    sentence that introduces or belongs to a list brings the whole list, so a list question
    sees every item. Each candidate is a verbatim slice of its document.
 2. The model replies in a fixed format that a grammar enforces (`grammar`):
@@ -435,7 +437,7 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
              style: str = "write") -> Answer:
     """The answer a reader sees, from the model's raw reply (see the module docstring).
 
-    A figure or name may also come from the question ("Maersk" for "the company")."""
+    A name may also come from the question ("Maersk" for "the company"), a figure not."""
     reply = parse_reply(raw, len(cands))
     confident = extractive is not None and not extractive.refused \
         and extractive.score >= quote_confidence
@@ -472,8 +474,11 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
             chosen.append(c)
             lacking -= held
     # An answer that needs a figure or name no shown sentence has shows that they do not
-    # hold the answer (the model filled the gap from elsewhere): withheld, not quoted.
-    missing = unsupported_specifics(reply.answer, f"{_evidence_text(chosen)}\n{question}")
+    # hold the answer (the model filled the gap from elsewhere): withheld, not quoted. A
+    # name may come from the question ("Maersk" for "the company"); a figure may not: a
+    # figure only the question states is a premise repeated, not a fact found.
+    missing = [x for x in unsupported_specifics(reply.answer, _evidence_text(chosen))
+               if x[0].isdigit() or not _holds(question, x)]
     if missing:
         return _withheld(mode, f"the model's answer named {', '.join(missing)}, which its "
                                "evidence does not; it was withheld")
