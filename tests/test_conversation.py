@@ -97,6 +97,9 @@ def test_a_referent_is_a_noun_phrase_of_an_earlier_question() -> None:
     # the article the earlier question used comes back; a reply off the list is refused
     assert clean_referent("Harbour Board\n", phrases, earlier) == "the Harbour Board"
     assert clean_referent("the fund that pays for dykes", phrases, earlier) is None
+    # a long earlier question gives a bounded grammar
+    long = " ".join(f"Port{i}" for i in range(5000))
+    assert 0 < len(referent_phrases([long])) <= 80 * 10
 
 
 def test_a_whole_question_after_and_stands_alone() -> None:

@@ -531,6 +531,7 @@ def verified(answer: Answer, p_yes: float, threshold: float) -> Answer:
 
 
 MAX_REFERENT_WORDS = 10
+MAX_REFERENT_SOURCE_WORDS = 80  # of each earlier question
 # A noun phrase never starts with a question word, an auxiliary or a conjunction, and never
 # ends with an article, a preposition or an auxiliary: "What is the Fund" and "the Fund
 # set up by" are not things a pronoun can stand for.
@@ -549,7 +550,9 @@ def referent_phrases(earlier: Sequence[str]) -> list[str]:
     questions that could be a noun phrase: what a pronoun may stand for."""
     phrases: dict[str, None] = {}
     for question in earlier:
-        ws = question.split()
+        # Bounded: the grammar lists every phrase. Control characters would not survive
+        # the grammar's string syntax.
+        ws = [w for w in question.split() if w.isprintable()][:MAX_REFERENT_SOURCE_WORDS]
         for i in range(len(ws)):
             for j in range(i + 1, min(i + MAX_REFERENT_WORDS, len(ws)) + 1):
                 if any(w[-1:] in "?!." for w in ws[i:j - 1]):
