@@ -72,3 +72,11 @@ def test_a_paragraph_number_opens_its_sentence() -> None:
     text = "b) If it is not part.\n\n3. Each Party shall ensure it. Art. 222 TFEU applies."
     assert [text[a:b] for a, b in sentence_spans(text)] == [
         "b) If it is not part.", "3. Each Party shall ensure it.", "Art. 222 TFEU applies."]
+
+
+def test_a_segment_without_a_word_is_no_sentence() -> None:
+    from assistant.text import sentence_spans
+
+    text = "Activities in division 26 of NACE Rev. 2\n2019 was a dry year. See p. 15."
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "Activities in division 26 of NACE Rev. 2", "2019 was a dry year.", "See p. 15."]

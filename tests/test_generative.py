@@ -327,6 +327,30 @@ def test_a_who_question_needs_a_name_the_question_does_not_use() -> None:
     assert vague.refused and "name" in vague.notes[-1]
 
 
+def test_a_who_question_may_be_answered_by_a_role_the_evidence_states() -> None:
+    q = "Who runs the port's flood defences?"
+    port = _p("The harbour board maintains the dykes of Norvale. Storms come in winter.", 5)
+    cands = [Candidate(port, 0, 51), Candidate(port, 52, len(port.text))]
+    role = finalize("Evidence: 1\nAnswer: The harbour board maintains the dykes.", cands,
+                    "local", question=q)
+    assert not role.refused and role.grounding == "checked"
+    made_up = finalize("Evidence: 1\nAnswer: A team of engineers maintains the dykes.", cands,
+                       "local", question=q)
+    assert made_up.refused and "name" in made_up.notes[-1]
+
+
+def test_an_answer_that_only_restates_the_question_quotes_its_evidence() -> None:
+    q = "Does the EU impose sanctions in response to cyberattacks?"
+    got = finalize("Evidence: 3\nAnswer: Yes. The EU imposes sanctions in response to "
+                   "cyberattacks.", CANDS, "local", question=q)
+    assert not got.refused and got.grounding == "quoted"
+    assert got.citations[0].text == CANDS[2].text and "travel bans" in got.answer
+    assert "restated the question" in got.notes[-1]
+    # an answer that adds what the evidence says is the model's own
+    own = finalize("Evidence: 3\nAnswer: Yes, such as travel bans.", CANDS, "local", question=q)
+    assert own.grounding == "checked"
+
+
 def test_a_shown_sentence_holding_the_answers_figure_joins_the_evidence() -> None:
     got = finalize("Evidence: 1\nAnswer: NotPetya hit Maersk and cost it $300 million.", CANDS,
                    "local")

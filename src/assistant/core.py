@@ -478,13 +478,14 @@ class Assistant:
 
     def _verify(self, question: str, answer: Answer, model: ChatModel,
                 usage: dict[str, int], cands: Sequence[generative.Candidate] = ()) -> Answer:
-        """The self-check of a checked model answer (`Settings.verify_threshold`); when the
-        check itself fails, the answer stands as it was checked."""
+        """The self-check of an answer made from the model's chosen evidence, in its words
+        or quoted (`Settings.verify_threshold`); when the check itself fails, the answer
+        stands as it was checked."""
         from .llm import LLMBusy, LLMError
 
         threshold = self.settings.verify_threshold
         ask = getattr(model, "yes_probability", None)
-        if answer.grounding != "checked" or threshold <= 0 or ask is None:
+        if answer.grounding not in ("checked", "quoted") or threshold <= 0 or ask is None:
             return answer
         own: dict[str, int] = {}
         try:

@@ -62,6 +62,7 @@ _ABBREV = re.compile(r"\b(?:Art|Arts|No|Nos|Nr|e\.g|i\.e|cf|para|Mr|Ms|Dr|St|vs|
                      re.IGNORECASE)
 # A paragraph number ("3.", "(a)", "iv)") opens a sentence; it is not one.
 _ENUMERATOR = re.compile(r"\(?(?:\d{1,3}|[a-z]|[ivx]{1,5})[.)]", re.IGNORECASE)
+_LETTER = re.compile(r"[^\W\d_]")
 _SENT = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[A-Z0-9“\"(])|\n+")
 
 
@@ -76,7 +77,10 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     merged: list[tuple[int, int]] = []
     for a, b in spans:  # "Art. 222", "e.g. the" and "3. Each Party" are not sentence ends
         prev = text[merged[-1][0]:merged[-1][1]] if merged else ""
-        if merged and (_ABBREV.search(prev) or _ENUMERATOR.fullmatch(prev.strip())) \
+        # Nor is "Rev." in "NACE Rev. 2": a segment without a letter is not a sentence.
+        wordless = not _LETTER.search(text[a:b])
+        if merged and (_ABBREV.search(prev) or _ENUMERATOR.fullmatch(prev.strip())
+                       or wordless) \
                 and "\n" not in text[merged[-1][1]:a]:
             merged[-1] = (merged[-1][0], b)
         else:

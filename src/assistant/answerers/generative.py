@@ -131,6 +131,8 @@ _REFUSAL_LIKE = re.compile(r"\b(?:couldn'?t|could not|cannot|can'?t|unable to) f
                            r"\bnot\b[^.]{0,40}\b(?:in|by) the (?:\w+ )?(?:sources|documents|"
                            r"sentences)\b|\bdo(?:es)? not (?:say|mention|state)\b",
                            re.IGNORECASE)
+_WHO = re.compile(r"\s*who(?:m)?\b", re.IGNORECASE)
+_YES_NO = frozenset({"yes", "no"})
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 
 
@@ -385,7 +387,10 @@ def _gives_what_is_asked(question: str, answer: str, evidence: str) -> bool:
     """A date for "when", a figure for "how many/much", and for "who"/"which company" a
     name the question does not already use. A name is what the documents write with a
     capital inside a sentence; an answer's first word counts when the evidence writes it so
-    ("Maersk was hit ..." yes, "Ratifications of ..." no)."""
+    ("Maersk was hit ..." yes, "Ratifications of ..." no). A "who" may also be answered by
+    a role ("Ministries of foreign affairs"), if every word the answer adds to the question
+    is the evidence's: a role the model made up ("a group of hackers") stands for a name
+    the evidence does not give. "Which company" already says the kind: only a name will do."""
     if not needs_name(question):
         return gives_what_is_asked(question, answer)
     asked = {w.lower() for w in words(question)}
@@ -393,7 +398,12 @@ def _gives_what_is_asked(question: str, answer: str, evidence: str) -> bool:
     first = next(iter(words(answer)), "")
     if first[:1].isupper() and first.lower() in names(evidence):
         found.add(first.lower())
-    return bool(found - asked)
+    if found - asked:
+        return True
+    if not _WHO.match(question):
+        return False
+    added = set(tokens(answer)) - set(tokens(question))
+    return bool(added) and added <= set(tokens(evidence))
 
 
 def _withheld(mode: str, note: str) -> Answer:
@@ -488,6 +498,12 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
             question, reply.answer, _evidence_text(chosen)):
         return _withheld(mode, "the model's answer does not give what the question asks for "
                                "(a date, a figure or a name); it was withheld")
+    # An answer made only of the question's own words ("Yes. The fund also covers X.")
+    # states nothing its evidence says: the chosen sentences speak for themselves instead.
+    if not set(tokens(reply.answer)) - set(tokens(question)) - _YES_NO:
+        return replace(quoted(chosen, mode), notes=[
+            "the model's answer only restated the question; the sentences it chose are "
+            "quoted instead"])
     text, citations = _cite(reply.answer, chosen)
     return Answer(answer=text, refused=False, citations=citations, mode=mode,
                   grounding="checked")
