@@ -5,16 +5,19 @@ One mechanism, in four steps:
 1. `candidates`: the sentences the extractive scorer ranked highest (each part of a
    multi-part question takes turns), numbered [1]..[n], within a character budget, and
    only those close to the best one's score (a topical neighbour is what a small model
-   most often mistakes for the answer). A
-   sentence that introduces or belongs to a list brings the whole list, so a list question
-   sees every item. Each candidate is a verbatim slice of its document.
+   most often mistakes for the answer). A sentence that introduces or belongs to a list
+   brings the whole list, so a list question sees every item. Each candidate is a
+   verbatim slice of its document.
 2. The model replies in a fixed format that a grammar enforces (`grammar`):
    ``Evidence: 2, 5`` (or ``Evidence: none``) and then ``Answer: ...``. It names the
    sentences it relies on before it writes a word of the answer.
 3. `finalize` checks only what is mechanical: every figure and name of the answer must stand
-   in the chosen sentences (or their headings, or the question), and a "when", "how many"
-   or "who" question must get a date, a figure or a name. An answer that passes is shown
-   with the chosen sentences as its citations ("checked"); one that fails is withheld;
+   in the chosen sentences (or their headings, or the question), every acronym of the
+   question in their passages, and a "when", "how many" or "who" question must get a
+   date, a figure or a name (or, for "who", a role the evidence states). An answer that
+   passes is shown with the chosen sentences as its citations ("checked"); one that only
+   restates the question is replaced by the chosen sentences ("quoted"); one that fails
+   is withheld;
    "Evidence: none" is a refusal, unless the extractive answer is confident enough to
    stand in (`Settings.quote_confidence`). With the "quote" style the answer is the chosen
    sentences themselves ("quoted").
