@@ -413,6 +413,17 @@ def test_the_self_check_withholds_an_answer_the_model_doubts(make, p_yes, withhe
 
 
 @slow
+def test_a_restated_question_is_quoted_and_still_checked(make) -> None:
+    model = CheckingModel(pick("300 million", "Yes. The NotPetya attack cost Maersk."),
+                          p_yes=0.30)
+    answer = make(model).ask("Did the NotPetya attack cost Maersk?")
+    (check,) = model.checks
+    checked = check[-1]["content"].split("\nAnswer: ")[1]
+    assert "300 million" in checked and not checked.startswith("Yes")  # the quote, checked
+    assert answer.refused  # the quote the model doubts is withheld like its own words
+
+
+@slow
 def test_the_self_check_can_be_turned_off(brochure_data_dir: Path, embedder) -> None:
     model = CheckingModel(pick("300 million", "The attacks cost Maersk over $300 million."),
                           p_yes=0.0)
