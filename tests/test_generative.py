@@ -299,9 +299,6 @@ def test_a_question_naming_an_acronym_its_evidence_never_writes_is_not_answered(
     got = finalize("Evidence: 1\nAnswer: They handle incidents.", [Candidate(stated, 0, 35)],
                    "local", question="What do CSIRT2s handle?")
     assert not got.refused
-    again = finalize("Evidence: 1\nAnswer: They handle incidents.", [Candidate(stated, 0, 35)],
-                     "local", question="What do the CSIRT-2 teams handle?")
-    assert not again.refused
 
 
 def test_finalize_withholds_an_answer_of_the_wrong_kind() -> None:

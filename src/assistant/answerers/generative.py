@@ -374,7 +374,7 @@ def unstated_acronyms(question: str, cands: Sequence[Candidate]) -> list[str]:
         return []
     text = _SPACED_NUMBER.sub("", "\n".join(
         f"{c.passage.title}\n{c.passage.section}\n{c.passage.text}" for c in cands))
-    return sorted({a for a in _ACRONYM.findall(_SPACED_NUMBER.sub("", question))
+    return sorted({a for a in _ACRONYM.findall(question)
                    if not re.search(rf"\b{re.escape(a)}s?\b", text, re.IGNORECASE)})
 
 
