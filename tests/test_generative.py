@@ -290,17 +290,6 @@ def test_a_figure_only_the_question_states_is_a_premise_not_a_fact() -> None:
     assert not named.refused and named.grounding == "checked"
 
 
-def test_a_question_naming_an_acronym_its_evidence_never_writes_is_not_answered() -> None:
-    reply = "Evidence: 3\nAnswer: The EU can impose travel bans."
-    foreign = finalize(reply, CANDS, "local", question="What can the EU do under the HPRA?")
-    assert foreign.refused and "HPRA" in foreign.notes[-1]
-    # written with a space or in the plural, it is the same acronym
-    stated = _p("The CSIRT 2 teams handle incidents.", 4)
-    got = finalize("Evidence: 1\nAnswer: They handle incidents.", [Candidate(stated, 0, 35)],
-                   "local", question="What do CSIRT2s handle?")
-    assert not got.refused
-
-
 def test_finalize_withholds_an_answer_of_the_wrong_kind() -> None:
     q = "When did the flood close the port?"
     got = finalize("Evidence: 2\nAnswer: The attacks were costly.", CANDS, "local", question=q)

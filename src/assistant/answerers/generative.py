@@ -363,21 +363,6 @@ def unsupported_specifics(answer: str, evidence: str) -> list[str]:
     return [s for s in sorted(_specifics(answer)) if not _holds(evidence, s)]
 
 
-_ACRONYM = re.compile(r"\b([A-Z][A-Z0-9]{2,})s?\b")
-_SPACED_NUMBER = re.compile(r"(?<=[A-Za-z])[\s-]+(?=\d)")  # "NIS 2" is written "NIS2" too
-
-
-def unstated_acronyms(question: str, cands: Sequence[Candidate]) -> list[str]:
-    """The question's acronyms ("GDPR", "ICTs") that none of the candidates' passages,
-    their titles or headings write. A question in capitals has no acronyms to tell."""
-    if sum(c.isupper() for c in question) > sum(c.islower() for c in question):
-        return []
-    text = _SPACED_NUMBER.sub("", "\n".join(
-        f"{c.passage.title}\n{c.passage.section}\n{c.passage.text}" for c in cands))
-    return sorted({a for a in _ACRONYM.findall(question)
-                   if not re.search(rf"\b{re.escape(a)}s?\b", text, re.IGNORECASE)})
-
-
 def _evidence_text(cands: Sequence[Candidate]) -> str:
     return "\n".join(f"{c.passage.title}\n{c.heading}\n{c.text}" for c in cands)
 
@@ -510,12 +495,6 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
     if missing:
         return _withheld(mode, f"the model's answer named {', '.join(missing)}, which its "
                                "evidence does not; it was withheld")
-    # An acronym is an identifier, not a description: a question about the GDPR answered
-    # from passages that never write "GDPR" is answered about something else.
-    foreign = unstated_acronyms(question, chosen)
-    if foreign:
-        return _withheld(mode, f"the question names {', '.join(foreign)}, which the passages "
-                               "of its evidence never mention; it was withheld")
     # "When ...?" answered without a date, "How many ...?" without a count, "Who ...?"
     # without a name: the chosen sentences answer a neighbouring question.
     if len(split_parts(question)) == 1 and not _gives_what_is_asked(
