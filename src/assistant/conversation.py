@@ -9,6 +9,7 @@ follow-up too short to stand alone gets the topic appended.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Sequence
 
@@ -123,19 +124,38 @@ def split_parts(question: str) -> list[str]:
 
 # Markup around a question is text, not structure: HTML tags and the role markers of chat
 # templates ("<|im_start|>user", "[INST]") are removed before the question is read.
-_TEMPLATE = re.compile(r"<\|[^|<>]{1,40}\|>(?:\s*(?:system|user|assistant)\b)?|"
-                       r"\[/?INST\]|<</?SYS>>|</?s>|###\s*(?:Instruction|Response):?",
-                       re.IGNORECASE)
+# Markup a question may arrive wrapped in: it is not what is asked. A chat template's
+# system turn sets rules, so its text goes with it; a role label ("User:", "### Response:")
+# and Markdown emphasis go, their text stays.
+_SYSTEM_TURN = re.compile(
+    r"<\|im_start\|>\s*system\b.*?(?:<\|im_end\|>|$)|<<SYS>>.*?(?:<</SYS>>|$)|"
+    r"<\|start_header_id\|>\s*system\s*<\|end_header_id\|>.*?(?:<\|eot_id\|>|$)|"
+    r"<start_of_turn>\s*system\b.*?(?:<end_of_turn>|$)",
+    re.IGNORECASE | re.DOTALL)
+_HIDDEN = re.compile(r"<!--.*?(?:-->|$)|<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)",
+                     re.IGNORECASE | re.DOTALL)
+_TEMPLATE = re.compile(
+    r"<\|[^|<>]{1,40}\|>(?:\s*(?:system|user|assistant)\b)?|"
+    r"</?(?:start_of_turn|end_of_turn|bos|eos|s)>(?:\s*(?:user|model|assistant)\b)?|"
+    r"\[/?INST\]",
+    re.IGNORECASE)
+_ROLE = re.compile(r"(?:^|(?<=\n))\s*(?:#{1,6}\s*)?(?:human|user|assistant|system|question|"
+                   r"instruction|input|response|answer|query|q)\s*:[ \t]*",
+                   re.IGNORECASE)
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]{0,200})?/?>")
-_ENTITY = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'", "&nbsp;": " "}
+_MARKDOWN = re.compile(r"`{1,3}|(?<!\w)(?:\*{1,3}|_{2,3})(?=\S)|(?<=\S)(?:\*{1,3}|_{2,3})(?!\w)|"
+                       r"(?:^|(?<=\n))\s*(?:#{1,6}|>)\s+")
 
 
 def strip_markup(question: str) -> str:
-    """The question without HTML tags or chat-template markers (unchanged when it has none)."""
-    text = _TAG.sub(" ", _TEMPLATE.sub(" ", question))
-    for entity, char in _ENTITY.items():
-        text = text.replace(entity, char)
+    """The question without HTML, Markdown or chat-template markup (unchanged when it has
+    none). Escaped tags ("&lt;b&gt;") are unescaped first, so they go as well."""
+    text = html.unescape(question)
+    for pattern in (_SYSTEM_TURN, _HIDDEN, _TEMPLATE, _TAG):
+        text = pattern.sub("\n", text)
+    text = _MARKDOWN.sub(" ", _ROLE.sub("\n", text))
     text = " ".join(text.split())
+    text = re.sub(r"\s+([?!.,;:])(?=\s|$)", r"\1", text)
     return text or question.strip()
 
 
