@@ -122,8 +122,6 @@ def split_parts(question: str) -> list[str]:
     return [p if p.endswith("?") else p + "?" for p in parts[:3]]
 
 
-# Markup around a question is text, not structure: HTML tags and the role markers of chat
-# templates ("<|im_start|>user", "[INST]") are removed before the question is read.
 # Markup a question may arrive wrapped in: it is not what is asked. A chat template's
 # system turn sets rules, so its text goes with it; a role label ("User:", "### Response:")
 # and Markdown emphasis go, their text stays.
