@@ -443,3 +443,14 @@ def test_the_self_check_reads_a_cited_fragment_with_its_heading() -> None:
     assert "- HarbourNet: Norvale, Eastport, Kell\n" in sources
     # A sentence is read after the one before it; its heading is already in the text.
     assert "- Its port opened in 1990. Kell trains pilots.\n" in sources
+
+
+@slow
+def test_each_part_of_a_two_part_question_gets_its_evidence(make) -> None:
+    # The sanctions regime's long list alone nearly fills one question's evidence budget.
+    question = ("What did the NotPetya attack cost Maersk, and which measures can the EU's "
+                "cyber sanctions regime impose?")
+    model = FakeModel(pick("300 million", "It cost Maersk over $300 million."))
+    make(model).ask(question)
+    prompt = model.prompts[0][1]["content"]
+    assert "300 million" in prompt and "asset freeze" in prompt

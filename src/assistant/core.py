@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 # Below this extractive score the question is off-topic: refuse without asking the model
 # (fast, and an injected instruction never reaches it).
+MAX_PARTS_WIDENED = 2  # the evidence budget grows with a question's parts, up to this many
 LLM_GATE = 0.25
 MANIFEST_REFRESH_S = 2.0  # how old the document hashes and page starts stamped on citations may be
 NAMES_REFRESH_S = 2.0  # how old the list of collections may be (an unknown name looks again)
@@ -506,8 +507,11 @@ class Assistant:
         from .llm import LLMBusy, LLMError
 
         s = self.settings
-        cands = generative.candidates(ranked, budget_chars=s.llm_evidence_chars,
-                                      max_candidates=s.llm_evidence_sentences,
+        # Each part of a multi-part question brings its own evidence: one part's long list
+        # must not leave the other part without its sentence.
+        widen = min(len(ranked), MAX_PARTS_WIDENED)
+        cands = generative.candidates(ranked, budget_chars=s.llm_evidence_chars * widen,
+                                      max_candidates=s.llm_evidence_sentences * widen,
                                       min_ratio=s.llm_evidence_min_score)
         messages = generative.build_messages(question, cands)
         model = self.chat_model(gen)

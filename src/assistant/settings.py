@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     llm_model_path: str = Field("", description="GGUF file for the local generator.")
     llm_context_passages: int = Field(4, ge=1, le=20, description="Sources shown to the LLM.")
     llm_evidence_chars: int = Field(
-        800, description="Characters of evidence in the prompt: the main latency cost on a CPU."
+        800, description="Characters of evidence in the prompt: the main latency cost on a "
+        "CPU (doubled, with the sentence limit, for a question of two or more parts)."
     )
     llm_evidence_sentences: int = Field(
         8, ge=1, le=30, description="Most numbered evidence sentences shown to the model.")
