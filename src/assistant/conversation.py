@@ -143,6 +143,7 @@ _ROLE = re.compile(r"(?:^|(?<=\n))\s*(?:#{1,6}\s*)?(?:human|user|assistant|syste
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]{0,200})?/?>")
 _MARKDOWN = re.compile(r"`{1,3}|(?<!\w)(?:\*{1,3}|_{2,3})(?=\S)|(?<=\S)(?:\*{1,3}|_{2,3})(?!\w)|"
                        r"(?:^|(?<=\n))\s*(?:#{1,6}|>)\s+")
+_SPACED_MARK = re.compile(r"\s+([?!.,;:])(?=\s|$)")  # "EC3 ?" once "<i>EC3</i> ?" is gone
 
 
 def strip_markup(question: str) -> str:
@@ -153,7 +154,7 @@ def strip_markup(question: str) -> str:
         text = pattern.sub("\n", text)
     text = _MARKDOWN.sub(" ", _ROLE.sub("\n", text))
     text = " ".join(text.split())
-    text = re.sub(r"\s+([?!.,;:])(?=\s|$)", r"\1", text)
+    text = _SPACED_MARK.sub(r"\1", text)
     return text or question.strip()
 
 

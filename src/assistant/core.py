@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 
 # Below this extractive score the question is off-topic: refuse without asking the model
 # (fast, and an injected instruction never reaches it).
-MAX_PARTS_WIDENED = 2  # the evidence budget grows with a question's parts, up to this many
 LLM_GATE = 0.25
+MAX_PARTS_WIDENED = 2  # the evidence budget grows with a question's parts, up to this many
 MANIFEST_REFRESH_S = 2.0  # how old the document hashes and page starts stamped on citations may be
 NAMES_REFRESH_S = 2.0  # how old the list of collections may be (an unknown name looks again)
 
