@@ -15,7 +15,7 @@ from .documents import SourceDocument
 from .text import last_heading, sentence_spans, strip_markdown
 
 SECTION_SEP = " › "
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"'”’)]*\s+(?=[A-Z0-9“\"(•\-*])")
@@ -55,15 +55,31 @@ def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans if text[a:b].strip()]
 
 
-def _pack(spans: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
-    """Greedily merge consecutive spans while the merged slice stays within `limit` chars."""
+def _pack(spans: list[tuple[int, int]], limit: int, text: str = "") -> list[tuple[int, int]]:
+    """Greedily merge consecutive spans while the merged slice stays within `limit` chars.
+
+    A span that introduces a list ("... the following:") is not left at the end of a chunk
+    when the span after it starts the next one: it moves to that chunk, so the list and
+    its introduction are read, ranked and quoted together."""
     packed: list[tuple[int, int]] = []
+    previous: tuple[int, int] | None = None
     for a, b in spans:
         if packed and b - packed[-1][0] <= limit:
             packed[-1] = (packed[-1][0], b)
+        elif (packed and previous is not None and packed[-1][0] < previous[0]
+              and text[previous[0]:previous[1]].rstrip().endswith(":")
+              and b - previous[0] <= limit):
+            packed[-1] = (packed[-1][0], _end_before(text, packed[-1][0], previous[0]))
+            packed.append((previous[0], b))
         else:
             packed.append((a, b))
+        previous = (a, b)
     return packed
+
+
+def _end_before(text: str, start: int, end: int) -> int:
+    """The end of text[start:end] without its trailing whitespace."""
+    return start + len(text[start:end].rstrip())
 
 
 def sections(doc: SourceDocument) -> list[tuple[str, int, int]]:
@@ -99,7 +115,7 @@ def chunk_document(doc: SourceDocument, limit: int = 900) -> list[Chunk]:
         units: list[tuple[int, int]] = []
         for pa, pb in _paragraph_spans(doc.text, a, b):
             units.extend(_sentence_spans(doc.text, pa, pb) if pb - pa > limit else [(pa, pb)])
-        for ca, cb in _pack(units, limit):
+        for ca, cb in _pack(units, limit, doc.text):
             text = doc.text[ca:cb]
             key = f"{section}\x00{text}"
             occurrence = seen.get(key, 0)

@@ -194,6 +194,17 @@ def _list_block(text: str, start: int, end: int) -> tuple[int, int]:
     return a, a + len(text[a:b].strip())
 
 
+def _fit(text: str, a: int, b: int, start: int, end: int) -> tuple[int, int]:
+    """A list block longer than LIST_CHARS cut after its last whole line within them, when
+    that still holds the sentence it was chosen for: a long list keeps its introduction and
+    first items rather than shrinking to one line. The sentence alone otherwise."""
+    if b - a <= LIST_CHARS:
+        return a, b
+    cut = text.rfind("\n", a, a + LIST_CHARS + 1)
+    cut = a + len(text[a:cut].rstrip()) if cut > a else a
+    return (a, cut) if cut >= end else (start, end)
+
+
 def candidates(parts: Sequence[Sequence[tuple[Unit, Passage]]], *, budget_chars: int = 800,
                max_candidates: int = 8, min_ratio: float = 0.7) -> list[Candidate]:
     """The best-ranked sentences as numbered evidence, within `budget_chars`.
@@ -211,9 +222,8 @@ def candidates(parts: Sequence[Sequence[tuple[Unit, Passage]]], *, budget_chars:
     for unit, passage in ranked:
         if len(chosen) >= max_candidates:
             break
-        a, b = _list_block(passage.text, unit.start, unit.end)
-        if b - a > LIST_CHARS:
-            a, b = unit.start, unit.end
+        a, b = _fit(passage.text, *_list_block(passage.text, unit.start, unit.end),
+                    unit.start, unit.end)
         if any(c.passage.id == passage.id and a < c.end and c.start < b for c in chosen):
             continue
         if used + (b - a) > budget_chars and chosen:
