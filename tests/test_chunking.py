@@ -52,3 +52,17 @@ def test_ids_are_stable_and_content_based() -> None:
     assert first == [c.id for c in chunk_document(doc(text))]
     changed = [c.id for c in chunk_document(doc(text.replace("Other", "Changed")))]
     assert changed[0] == first[0] and changed[1] != first[1]
+
+
+def test_a_list_introduction_stays_with_its_list() -> None:
+    para = "The harbour of Zork handles grain, timber and fish in every season. " * 2
+    intro = "Its board has three duties:"
+    items = "\n".join(f"- duty number {n}, written out at some length to fill a line"
+                      for n in (1, 2, 3))
+    text = f"# Doc\n\n## A\n\n{para.strip()}\n\n{intro}\n\n{items}\n"
+    chunks = chunk_document(doc(text), limit=260)
+    holder = next(c for c in chunks if "duty number 1" in c.text)
+    assert holder.text.startswith(intro)
+    assert not any(c.text.rstrip().endswith(":") for c in chunks)
+    for c in chunks:
+        assert text[c.start:c.end] == c.text

@@ -17,6 +17,7 @@ from assistant.answerers import REFUSAL
 from assistant.answerers.extractive import Unit
 from assistant.answerers.generative import (
     INSTRUCTION_OMITTED,
+    LIST_CHARS,
     AnswerStream,
     Candidate,
     build_messages,
@@ -226,6 +227,19 @@ def test_a_list_sentence_brings_its_whole_list() -> None:
                            "- a Single Point of Contact.")
     intro = candidates([[_u(p, "The NIS Directive requires:", 0.9)]], budget_chars=400)
     assert intro[0].text == got[0].text
+
+
+def test_a_long_list_keeps_its_introduction_and_first_items() -> None:
+    items = [f"- measure {n}: " + " ".join(["words that make this item long"] * 4)
+             for n in range(1, 7)]
+    p = _p("The plan has six measures:\n" + "\n".join(items) + "\nIt ends in 2030.")
+    got = candidates([[_u(p, "The plan has six measures:", 0.9)]], budget_chars=800)
+    whole = ["The plan has six measures:"] + items
+    fits = max(k for k in range(len(whole) + 1) if len("\n".join(whole[:k])) <= LIST_CHARS)
+    assert 2 <= fits < len(whole)
+    assert got[0].text == "\n".join(whole[:fits])  # whole lines, as many as fit
+    late = candidates([[_u(p, items[5].lstrip("- "), 0.9)]], budget_chars=800)
+    assert late[0].text == items[5].lstrip("- ")  # the cut list would not hold it
 
 
 def test_each_part_of_a_two_part_question_gets_candidates() -> None:
