@@ -231,7 +231,8 @@ def candidates(parts: Sequence[Sequence[tuple[Unit, Passage]]], *, budget_chars:
         chosen.append(Candidate(passage, a, b))
         used += b - a
     order = list(dict.fromkeys(c.passage.id for c in chosen))
-    return sorted(chosen, key=lambda c: (order.index(c.passage.id), c.start))
+    rest = sorted(chosen[1:], key=lambda c: (order.index(c.passage.id), c.start))
+    return chosen[:1] + rest
 
 
 # Sentences in a document that address the model rather than the reader. The system prompt
