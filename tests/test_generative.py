@@ -214,9 +214,17 @@ def test_candidates_are_verbatim_sentences_within_the_budget() -> None:
     ranked = [_u(p, "Second sentence there.", 0.9), _u(p, "First sentence here.", 0.8),
               _u(p, "Third one far away.", 0.7)]
     got = candidates([ranked], budget_chars=45)
-    assert [c.text for c in got] == ["First sentence here.", "Second sentence there."]
-    c = got[1].citation(2)
+    assert [c.text for c in got] == ["Second sentence there.", "First sentence here."]
+    c = got[0].citation(1)
     assert (c.start, c.end) == (121, 143) and c.text == "Second sentence there."
+
+
+def test_the_best_sentence_comes_first_and_the_rest_in_reading_order() -> None:
+    p = _p("Alpha is one. Beta is two. Gamma is three. Delta is four.")
+    ranked = [_u(p, "Gamma is three.", 0.9), _u(p, "Delta is four.", 0.85),
+              _u(p, "Alpha is one.", 0.8)]
+    got = candidates([ranked], budget_chars=400)
+    assert [c.text for c in got] == ["Gamma is three.", "Alpha is one.", "Delta is four."]
 
 
 def test_a_list_sentence_brings_its_whole_list() -> None:
