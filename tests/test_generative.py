@@ -242,7 +242,7 @@ def test_a_long_list_keeps_its_introduction_and_first_items() -> None:
              for n in range(1, 7)]
     p = _p("The plan has six measures:\n" + "\n".join(items) + "\nIt ends in 2030.")
     got = candidates([[_u(p, "The plan has six measures:", 0.9)]], budget_chars=800)
-    whole = ["The plan has six measures:"] + items
+    whole = ["The plan has six measures:", *items]
     fits = max(k for k in range(len(whole) + 1) if len("\n".join(whole[:k])) <= LIST_CHARS)
     assert 2 <= fits < len(whole)
     assert got[0].text == "\n".join(whole[:fits])  # whole lines, as many as fit
