@@ -211,10 +211,9 @@ def candidates(parts: Sequence[Sequence[tuple[Unit, Passage]]], *, budget_chars:
 
     Each part of the question keeps the sentences within `min_ratio` of its own best
     score, and the parts take turns. Overlapping spans are not shown twice. The best-ranked
-    sentence comes first: a small model leans towards evidence [1], and reads a sentence
-    placed after its neighbours as less relevant. The rest are ordered by passage (in the
-    order the passages were first chosen), then by position, so neighbouring sentences read
-    in their document order.
+    sentence comes first, since a small model leans towards evidence [1]; the rest are
+    ordered by passage (in the order the passages were first chosen), then by position, so
+    neighbouring sentences read in their document order.
     """
     kept = [[(u, p) for u, p in part if u.score >= min_ratio * part[0][0].score]
             for part in parts if part]
