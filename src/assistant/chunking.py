@@ -62,18 +62,17 @@ def _pack(spans: list[tuple[int, int]], limit: int, text: str = "") -> list[tupl
     when the span after it starts the next one: it moves to that chunk, so the list and
     its introduction are read, ranked and quoted together."""
     packed: list[tuple[int, int]] = []
-    previous: tuple[int, int] | None = None
-    for a, b in spans:
+    for i, (a, b) in enumerate(spans):
         if packed and b - packed[-1][0] <= limit:
             packed[-1] = (packed[-1][0], b)
-        elif (packed and previous is not None and packed[-1][0] < previous[0]
-              and text[previous[0]:previous[1]].rstrip().endswith(":")
-              and b - previous[0] <= limit):
-            packed[-1] = (packed[-1][0], _end_before(text, packed[-1][0], previous[0]))
-            packed.append((previous[0], b))
+            continue
+        pa, pb = spans[i - 1] if i else (a, b)
+        if (packed and packed[-1][0] < pa and text[pa:pb].rstrip().endswith(":")
+                and b - pa <= limit):
+            packed[-1] = (packed[-1][0], _end_before(text, packed[-1][0], pa))
+            packed.append((pa, b))
         else:
             packed.append((a, b))
-        previous = (a, b)
     return packed
 
 
