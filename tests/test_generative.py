@@ -239,17 +239,39 @@ def test_a_list_sentence_brings_its_whole_list() -> None:
     assert intro[0].text == got[0].text
 
 
+def _lines_within(lines: list[str], limit: int) -> str:
+    return "\n".join(lines[:max(k for k in range(len(lines) + 1)
+                                if len("\n".join(lines[:k])) <= limit)])
+
+
 def test_a_long_list_keeps_its_introduction_and_first_items() -> None:
     items = [f"- measure {n}: " + " ".join(["words that make this item long"] * 4)
-             for n in range(1, 7)]
-    p = _p("The plan has six measures:\n" + "\n".join(items) + "\nIt ends in 2030.")
-    got = candidates([[_u(p, "The plan has six measures:", 0.9)]], budget_chars=800)
-    whole = ["The plan has six measures:", *items]
-    fits = max(k for k in range(len(whole) + 1) if len("\n".join(whole[:k])) <= LIST_CHARS)
-    assert 2 <= fits < len(whole)
-    assert got[0].text == "\n".join(whole[:fits])  # whole lines, as many as fit
-    late = candidates([[_u(p, items[5].lstrip("- "), 0.9)]], budget_chars=800)
-    assert late[0].text == items[5].lstrip("- ")  # the cut list would not hold it
+             for n in range(1, 8)]
+    p = _p("The plan has seven measures:\n" + "\n".join(items) + "\nIt ends in 2030.")
+    whole = ["The plan has seven measures:", *items]
+    # The best sentence's list may fill the evidence budget, whole lines as many as fit.
+    got = candidates([[_u(p, "The plan has seven measures:", 0.9)]], budget_chars=800)
+    assert got[0].text == _lines_within(whole, 800)
+    assert LIST_CHARS < len(got[0].text) < len("\n".join(whole))
+    late = candidates([[_u(p, items[6].lstrip("- "), 0.9)]], budget_chars=800)
+    assert late[0].text == items[6].lstrip("- ")  # the cut list would not hold it
+    # Any other list is cut at LIST_CHARS, so it cannot crowd out the rest.
+    q = _p("The plan was agreed in 2020.", 2)
+    ranked = [_u(q, q.text, 0.95), _u(p, "The plan has seven measures:", 0.9)]
+    second = candidates([ranked], budget_chars=2000)[1]
+    assert second.text == _lines_within(whole, LIST_CHARS)
+
+
+def test_lettered_items_under_a_numbered_paragraph_are_its_list() -> None:
+    p = _p("1. Each Party shall name a contact point. Its assistance shall include the "
+           "following measures:\n\na) technical advice;\n\nb) the preservation of data;\n\n"
+           "2. A contact point shall act quickly.")
+    got = candidates([[_u(p, "Each Party shall name a contact point.", 0.9)]], budget_chars=800)
+    assert got[0].text == ("1. Each Party shall name a contact point. Its assistance shall "
+                           "include the following measures:\n\na) technical advice;\n\n"
+                           "b) the preservation of data;")
+    item = candidates([[_u(p, "b) the preservation of data;", 0.9)]], budget_chars=800)
+    assert item[0].text == got[0].text
 
 
 def test_each_part_of_a_two_part_question_gets_candidates() -> None:

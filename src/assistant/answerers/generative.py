@@ -134,7 +134,8 @@ _REFUSAL_LIKE = re.compile(r"\b(?:couldn'?t|could not|cannot|can'?t|unable to) f
                            re.IGNORECASE)
 _WHO = re.compile(r"\s*who(?:m)?\b", re.IGNORECASE)
 _YES_NO = frozenset({"yes", "no"})
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+_LIST_ITEM = re.compile(r"^\s*(?:(?P<bullet>[-*+•])|(?P<number>\d+[.)])|"
+                        r"(?P<letter>\(?[a-z]{1,4}\))|(?P<bracketed>\(\d+\)))\s+")
 
 
 @dataclass(frozen=True)
@@ -160,9 +161,21 @@ class Candidate:
                         end=p.start + self.end)
 
 
+def _marker(line: str) -> str:
+    """The kind of list marker a line starts with ("" for none)."""
+    m = _LIST_ITEM.match(line)
+    if m is None:
+        return ""
+    return next(kind for kind, group in m.groupdict().items() if group)
+
+
 def _list_block(text: str, start: int, end: int) -> tuple[int, int]:
     """The span of the list a sentence introduces ("... the following:") or belongs to,
-    together with the line that introduces it; the sentence itself otherwise."""
+    together with the line that introduces it; the sentence itself otherwise.
+
+    A list is a run of lines with the same kind of marker: bullets, "1.", "a)" or "(a)",
+    "(1)". Legal texts enumerate with letters under a numbered paragraph, so a paragraph
+    ending in ":" introduces the lettered run after it."""
     lines: list[tuple[int, int]] = []
     pos = 0
     for line in text.split("\n"):
@@ -171,36 +184,43 @@ def _list_block(text: str, start: int, end: int) -> tuple[int, int]:
     here = next((i for i, (a, b) in enumerate(lines) if a <= start < b + 1), None)
     if here is None:
         return start, end
-    is_item = [bool(_LIST_ITEM.match(text[a:b])) for a, b in lines]
-    nxt = next((i for i in range(here + 1, len(lines)) if text[slice(*lines[i])].strip()), None)
-    if is_item[here]:
-        first = here
-        while first > 0 and (is_item[first - 1] or not text[slice(*lines[first - 1])].strip()):
+    kinds = [_marker(text[a:b]) if text[a:b].strip() else None for a, b in lines]
+    nxt = next((i for i in range(here + 1, len(lines)) if kinds[i] is not None), None)
+    if text[slice(*lines[here])].rstrip().endswith(":") and nxt is not None and kinds[nxt] \
+            and kinds[nxt] != kinds[here]:
+        kind, first = kinds[nxt], here  # the line introduces the list after it
+    elif kinds[here]:
+        kind, first = kinds[here], here
+        while first > 0 and kinds[first - 1] in (kind, None):
             first -= 1
-        if first > 0 and not is_item[first - 1]:
-            first -= 1  # the line introducing the list
-    elif text[start:end].rstrip().endswith(":") and nxt is not None and is_item[nxt]:
-        first = here
+        while kinds[first] is None:
+            first += 1
+        before = next((i for i in range(first - 1, -1, -1) if kinds[i] is not None), None)
+        if before is not None and (kinds[before] == "" or
+                                   text[slice(*lines[before])].rstrip().endswith(":")):
+            first = before  # the line introducing the list
     else:
         return start, end
     last = first
-    for i in range(first, len(lines)):
-        if i > first and text[slice(*lines[i])].strip() and not is_item[i]:
+    for i in range(first + 1, len(lines)):
+        if kinds[i] is None:
+            continue
+        if kinds[i] != kind:
             break
-        if text[slice(*lines[i])].strip():
-            last = i
+        last = i
     a, b = min(start, lines[first][0]), max(end, lines[last][1])
     a += len(text[a:b]) - len(text[a:b].lstrip())
     return a, a + len(text[a:b].strip())
 
 
-def _fit(text: str, a: int, b: int, start: int, end: int) -> tuple[int, int]:
-    """A list block longer than LIST_CHARS cut after its last whole line within them, when
+def _fit(text: str, a: int, b: int, start: int, end: int,
+         limit: int = LIST_CHARS) -> tuple[int, int]:
+    """A list block longer than `limit` cut after its last whole line within it, when
     that still holds the sentence it was chosen for: a long list keeps its introduction and
     first items rather than shrinking to one line. The sentence alone otherwise."""
-    if b - a <= LIST_CHARS:
+    if b - a <= limit:
         return a, b
-    cut = text.rfind("\n", a, a + LIST_CHARS + 1)
+    cut = text.rfind("\n", a, a + limit + 1)
     cut = a + len(text[a:cut].rstrip()) if cut > a else a
     return (a, cut) if cut >= end else (start, end)
 
@@ -218,13 +238,16 @@ def candidates(parts: Sequence[Sequence[tuple[Unit, Passage]]], *, budget_chars:
     kept = [[(u, p) for u, p in part if u.score >= min_ratio * part[0][0].score]
             for part in parts if part]
     ranked = [up for turn in zip_longest(*kept) for up in turn if up is not None]
+    # A part's best sentence may bring its whole list up to that part's share of the
+    # budget (a list question's answer is the list); any other list is cut at LIST_CHARS.
+    share = max(LIST_CHARS, budget_chars // max(1, len(kept)))
     chosen: list[Candidate] = []
     used = 0
-    for unit, passage in ranked:
+    for n, (unit, passage) in enumerate(ranked):
         if len(chosen) >= max_candidates:
             break
         a, b = _fit(passage.text, *_list_block(passage.text, unit.start, unit.end),
-                    unit.start, unit.end)
+                    unit.start, unit.end, share if n < len(kept) else LIST_CHARS)
         if any(c.passage.id == passage.id and a < c.end and c.start < b for c in chosen):
             continue
         if used + (b - a) > budget_chars and chosen:
