@@ -18,14 +18,12 @@ from assistant.answerers.extractive import Unit
 from assistant.answerers.generative import (
     INSTRUCTION_OMITTED,
     LIST_CHARS,
-    SYSTEM_PROMPT,
     AnswerStream,
     Candidate,
     build_messages,
     candidates,
     finalize,
     grammar,
-    instruction_prompts,
     parse_reply,
     verify_messages,
 )
@@ -501,14 +499,3 @@ def test_each_part_of_a_two_part_question_gets_its_evidence(make) -> None:
     prompt = model.prompts[0][1]["content"]
     assert "300 million" in prompt and "asset freeze" in prompt
 
-
-@slow
-def test_warm_up_goes_through_each_instruction_prompt_once(make) -> None:
-    model = FakeModel(*["Evidence: none"] * 4)
-    make(model).warm_up()
-    assert [m[0]["content"] for m in model.prompts] == \
-        [m[0]["content"] for m in instruction_prompts()]
-    assert model.prompts[-1][0]["content"] == SYSTEM_PROMPT  # the answer's stays loaded
-    broken = FakeModel(LLMError("connection refused"))
-    make(broken).warm_up()  # start-up goes on: only the first answer is slower
-    assert len(broken.prompts) == 1

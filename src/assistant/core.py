@@ -357,21 +357,13 @@ class Assistant:
         raise ValueError(f"unknown generator {name!r}")
 
     def warm_up(self) -> None:
-        """Load what the first question would otherwise wait for (index, model, and the
-        model's processing of its fixed instructions)."""
-        from .llm import LLMError
-
+        """Load what the first question would otherwise wait for (index, model)."""
         self.retriever.refresh()
         if self.mode == "local":
             model = self.chat_model("local")
             load = getattr(model, "load", None)
             if load is not None:
                 load()
-            try:
-                for messages in generative.instruction_prompts():
-                    model.complete(messages, max_tokens=1, timeout_s=self.settings.llm_timeout_s)
-            except LLMError as exc:  # only the first question's speed depends on it
-                log.warning("going through the model's instructions failed (%s)", exc)
 
     # -- questions -------------------------------------------------------------------------
     def ask(self, question: str, history: Sequence[Message] = (),

@@ -645,14 +645,6 @@ def clean_referent(reply: str, phrases: Sequence[str], earlier: Sequence[str]) -
     return phrase
 
 
-def instruction_prompts() -> list[list[dict[str, str]]]:
-    """Each fixed instruction prompt with an empty question, the answer's last. llama.cpp
-    keeps the computed prefix of the prompts it has seen, so going through these once at
-    start-up spares the first question their processing (seconds on a CPU)."""
-    return [[{"role": "system", "content": prompt}, {"role": "user", "content": "?"}]
-            for prompt in (TRANSLATE_PROMPT, REFERENT_PROMPT, VERIFY_PROMPT, SYSTEM_PROMPT)]
-
-
 def translate_messages(question: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": TRANSLATE_PROMPT},
             {"role": "user", "content": question}]
