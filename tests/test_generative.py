@@ -498,4 +498,3 @@ def test_each_part_of_a_two_part_question_gets_its_evidence(make) -> None:
     make(model).ask(question)
     prompt = model.prompts[0][1]["content"]
     assert "300 million" in prompt and "asset freeze" in prompt
-
