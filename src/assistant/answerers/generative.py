@@ -184,9 +184,10 @@ def _list_block(text: str, start: int, end: int) -> tuple[int, int]:
     here = next((i for i, (a, b) in enumerate(lines) if a <= start < b + 1), None)
     if here is None:
         return start, end
-    kinds = [_marker(text[a:b]) if text[a:b].strip() else None for a, b in lines]
+    texts = [text[a:b] for a, b in lines]
+    kinds = [_marker(t) if t.strip() else None for t in texts]
     nxt = next((i for i in range(here + 1, len(lines)) if kinds[i] is not None), None)
-    if text[slice(*lines[here])].rstrip().endswith(":") and nxt is not None and kinds[nxt] \
+    if texts[here].rstrip().endswith(":") and nxt is not None and kinds[nxt] \
             and kinds[nxt] != kinds[here]:
         kind, first = kinds[nxt], here  # the line introduces the list after it
     elif kinds[here]:
@@ -196,8 +197,8 @@ def _list_block(text: str, start: int, end: int) -> tuple[int, int]:
         while kinds[first] is None:
             first += 1
         before = next((i for i in range(first - 1, -1, -1) if kinds[i] is not None), None)
-        if before is not None and (kinds[before] == "" or
-                                   text[slice(*lines[before])].rstrip().endswith(":")):
+        if before is not None and (kinds[before] == ""
+                                   or texts[before].rstrip().endswith(":")):
             first = before  # the line introducing the list
     else:
         return start, end

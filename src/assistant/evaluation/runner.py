@@ -196,8 +196,7 @@ def run_assistant(config: Config, items: Sequence[Item], settings: Settings,
         return run
     if config.generator != "extractive" and hasattr(assistant, "chat_model"):
         run.chat_model = assistant.chat_model(config.generator)  # the baseline shares it
-    if hasattr(assistant, "warm_up"):
-        assistant.warm_up()  # as `assistant serve` does before its first visitor
+    assistant.warm_up()  # as `assistant serve` does before its first visitor
     retriever = assistant.retriever
     for item in items:
         answer, ttft, total, error, crashed = ask_item(assistant, item, config.generator)
