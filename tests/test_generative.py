@@ -362,6 +362,15 @@ def test_the_quote_style_answers_with_the_chosen_sentences_themselves() -> None:
     assert got.answer == "The attacks cost the company over $300 million in damages [1]."
 
 
+def test_a_quoted_list_keeps_its_items_apart() -> None:
+    p = _p("- Solidarity Clause (Art. 222 TFEU)\n- Mutual Defence Clause (Art. 42.7 TEU)", 6,
+           "Toolbox › EU support to member states")
+    got = finalize("Evidence: 1", [Candidate(p, 0, len(p.text))], "local", style="quote")
+    assert got.answer == ("EU support to member states: Solidarity Clause (Art. 222 TFEU); "
+                          "Mutual Defence Clause (Art. 42.7 TEU) [1].")
+    assert got.citations[0].text == p.text  # the quote itself stays verbatim
+
+
 def test_a_who_question_needs_a_name_the_question_does_not_use() -> None:
     q = "Which company did the ransomware hit?"
     named = finalize("Evidence: 1\nAnswer: Maersk was hit in 2017.", CANDS, "local", question=q)

@@ -405,11 +405,26 @@ def is_refusal(text: str) -> bool:
     return REFUSAL.lower().rstrip(".") in text.lower() or bool(_REFUSAL_LIKE.search(text))
 
 
+def one_line(text: str) -> str:
+    """`text` on one line without Markdown, for a reader. A list item that ends without
+    punctuation gets a semicolon, as the extractive answerer writes lists: joined with a
+    bare space, "EU Council conclusions" and "Diplomatic demarches" read as one phrase."""
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    marked = [bool(_marker(ln)) for ln in lines]
+    out = []
+    for i, line in enumerate(lines):
+        plain = " ".join(strip_markdown(line).split())
+        if i + 1 < len(lines) and (marked[i] or marked[i + 1]) and plain[-1:] not in ".;:!?,":
+            plain += ";"
+        out.append(plain)
+    return " ".join(p for p in out if p)
+
+
 def quoted(cands: Sequence[Candidate], mode: str) -> Answer:
     """The chosen sentences themselves, each with its [n]: an answer made only of quotes."""
     parts = []
     for n, c in enumerate(cands, 1):
-        text = " ".join(strip_markdown(c.text).split())
+        text = one_line(c.text)
         if c.start == 0 and c.end >= len(c.passage.text.rstrip()) and text[-1:] not in ".!?:" \
                 and c.heading and c.heading.lower() not in text.lower():
             text = f"{c.heading}: {text}"  # a bare list says what it lists
