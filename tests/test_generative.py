@@ -410,6 +410,24 @@ def test_a_shown_sentence_holding_the_answers_figure_joins_the_evidence() -> Non
     assert not got.refused and {c.text for c in got.citations} == {CANDS[0].text, CANDS[1].text}
 
 
+def test_a_sentence_the_answer_was_written_from_joins_the_evidence() -> None:
+    agencies = _p("Contact them directly: EU Agency for Cybersecurity (ENISA) www.enisa.eu "
+                  "European Cybercrime Centre (EC3) www.europol.eu", 7, "Engage › Contacts")
+    centre = _p("The European Cybercrime Centre (EC3) at Europol works to strengthen law "
+                "enforcement cooperation against cybercrime.", 8, "Trust › Cybercrime")
+    cands = [Candidate(agencies, 0, len(agencies.text)), Candidate(centre, 0, len(centre.text))]
+    q = "Which organisation hosts the European Cybercrime Centre (EC3)?"
+    # The model names the list of contacts but writes the other sentence's words.
+    got = finalize("Evidence: 1\nAnswer: The European Cybercrime Centre (EC3) at Europol works "
+                   "to strengthen law enforcement cooperation.", cands, "local", question=q)
+    assert not got.refused and got.citations[0].text == centre.text
+    assert got.answer.endswith("cooperation [1].") and len(got.citations) == 1
+    # An answer its chosen sentence carries keeps that sentence alone.
+    own = finalize("Evidence: 1\nAnswer: Contact ENISA directly at www.enisa.eu.", cands,
+                   "local", question="How can I contact ENISA?")
+    assert [c.text for c in own.citations] == [agencies.text]
+
+
 class CheckingModel(FakeModel):
     """A fake model whose self-check answers with a scripted probability of "yes"."""
 

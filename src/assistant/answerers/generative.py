@@ -462,12 +462,19 @@ def _withheld(mode: str, note: str) -> Answer:
     return Answer(answer=REFUSAL, refused=True, mode=mode, grounding="refused", notes=[note])
 
 
-def _support_set(sentence: str, cands: Sequence[Candidate]) -> list[int]:
+def _words_of(c: Candidate) -> set[str]:
+    return set(tokens(c.text)) | set(tokens(c.heading))
+
+
+def _support_set(sentence: str, cands: Sequence[Candidate], asked: frozenset[str] = frozenset()
+                 ) -> list[int]:
     """The fewest chosen sentences that carry an answer sentence: the one sharing most of
-    its words, then any other that holds a figure or name the first lacks."""
+    its own words (those not `asked` in the question; all of them on a tie), then any
+    other that holds a figure or name the first lacks."""
     words = set(tokens(sentence))
-    own = [set(tokens(c.text)) | set(tokens(c.heading)) for c in cands]
-    best = max(range(len(cands)), key=lambda i: len(words & own[i]))
+    own = [_words_of(c) for c in cands]
+    best = max(range(len(cands)),
+               key=lambda i: (len((words - asked) & own[i]), len(words & own[i])))
     refs = [best]
     texts = [_evidence_text([c]) for c in cands]
     for s in sorted(_specifics(sentence)):
@@ -479,14 +486,16 @@ def _support_set(sentence: str, cands: Sequence[Candidate]) -> list[int]:
     return refs
 
 
-def _cite(answer: str, cands: Sequence[Candidate]) -> tuple[str, list[Citation]]:
+def _cite(answer: str, cands: Sequence[Candidate], question: str = ""
+          ) -> tuple[str, list[Citation]]:
     """Each answer sentence cites the fewest chosen sentences that carry it; citations are
     numbered in order of first use."""
     numbering: dict[int, int] = {}
     out = []
+    asked = frozenset(tokens(question))
     for a, b in sentence_spans(answer):
         sentence = answer[a:b]
-        refs = _support_set(sentence, cands)
+        refs = _support_set(sentence, cands, asked)
         nums = [numbering.setdefault(i, len(numbering) + 1) for i in refs]
         body, end = (sentence[:-1], sentence[-1]) if sentence[-1] in ".!?" else (sentence, ".")
         out.append(body + "".join(f" [{n}]" for n in nums) + end)
@@ -535,6 +544,17 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
         if held:
             chosen.append(c)
             lacking -= held
+    # Likewise the model may write a sentence from evidence it did not name: a shown
+    # sentence that carries more of an answer sentence's own words (those not in the
+    # question) than any chosen one joins the evidence, so the citation and the self-check
+    # read the sentence the answer came from rather than the one the model named.
+    asked = set(tokens(question))
+    for a, b in sentence_spans(reply.answer):
+        own = set(tokens(reply.answer[a:b])) - asked
+        carried = max((len(own & _words_of(c)) for c in chosen), default=0)
+        best = max(cands, key=lambda c: len(own & _words_of(c)))
+        if best not in chosen and len(own & _words_of(best)) > carried:
+            chosen.append(best)
     # An answer that needs a figure or name no shown sentence has shows that they do not
     # hold the answer (the model filled the gap from elsewhere): withheld, not quoted. A
     # name may come from the question ("Maersk" for "the company"); a figure may not: a
@@ -556,7 +576,7 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
         return replace(quoted(chosen, mode), notes=[
             "the model's answer only restated the question; the sentences it chose are "
             "quoted instead"])
-    text, citations = _cite(reply.answer, chosen)
+    text, citations = _cite(reply.answer, chosen, question)
     return Answer(answer=text, refused=False, citations=citations, mode=mode,
                   grounding="checked")
 
