@@ -14,11 +14,13 @@ One mechanism, in four steps:
 3. `finalize` checks only what is mechanical: every figure and name of the answer must stand
    in the chosen sentences (or their headings, or the question), and a "when", "how many" or
    "who" question must get a date, a figure or a name (or, for "who", a role the evidence
-   states). An answer that passes is shown with the chosen sentences as its citations
-   ("checked"); one that only restates the question is replaced by the chosen sentences
-   ("quoted"); one that fails is withheld; "Evidence: none" is a refusal, unless the
-   extractive answer is confident enough to stand in (`Settings.quote_confidence`). With the
-   "quote" style the answer is the chosen sentences themselves ("quoted").
+   states). An answer that passes is shown with the sentences it came from as its
+   citations ("checked"): the chosen ones, and any other shown sentence it took a figure,
+   a name or most of its words from. One that only restates the question is replaced by
+   the chosen sentences ("quoted"); one that fails is withheld; "Evidence: none" is a
+   refusal, unless the extractive answer is confident enough to stand in
+   (`Settings.quote_confidence`). With the "quote" style the answer is the chosen sentences
+   themselves ("quoted").
 4. The core then asks the model once more, in a short separate call (`verify_messages`),
    whether the cited sentences state what was asked; a low probability of "yes" withholds
    the answer (`verified`, `Settings.verify_threshold`).
