@@ -488,13 +488,12 @@ def _support_set(sentence: str, cands: Sequence[Candidate], asked: frozenset[str
     return refs
 
 
-def _cite(answer: str, cands: Sequence[Candidate], question: str = ""
+def _cite(answer: str, cands: Sequence[Candidate], asked: frozenset[str] = frozenset()
           ) -> tuple[str, list[Citation]]:
-    """Each answer sentence cites the fewest chosen sentences that carry it; citations are
-    numbered in order of first use."""
+    """Each answer sentence cites the fewest chosen sentences that carry it (`asked`: the
+    question's words); citations are numbered in order of first use."""
     numbering: dict[int, int] = {}
     out = []
-    asked = frozenset(tokens(question))
     for a, b in sentence_spans(answer):
         sentence = answer[a:b]
         refs = _support_set(sentence, cands, asked)
@@ -550,7 +549,7 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
     # sentence that carries more of an answer sentence's own words (those not in the
     # question) than any chosen one joins the evidence, so the citation and the self-check
     # read the sentence the answer came from rather than the one the model named.
-    asked = set(tokens(question))
+    asked = frozenset(tokens(question))
     for a, b in sentence_spans(reply.answer):
         own = set(tokens(reply.answer[a:b])) - asked
         carried = max((len(own & _words_of(c)) for c in chosen), default=0)
@@ -578,7 +577,7 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
         return replace(quoted(chosen, mode), notes=[
             "the model's answer only restated the question; the sentences it chose are "
             "quoted instead"])
-    text, citations = _cite(reply.answer, chosen, question)
+    text, citations = _cite(reply.answer, chosen, asked)
     return Answer(answer=text, refused=False, citations=citations, mode=mode,
                   grounding="checked")
 
