@@ -334,6 +334,21 @@ def test_a_figure_only_the_question_states_is_a_premise_not_a_fact() -> None:
     assert not named.refused and named.grounding == "checked"
 
 
+def test_a_figure_the_evidence_writes_in_words_is_the_same_figure() -> None:
+    rule = _p("Any preservation shall be for a period not less than sixty days. The term of "
+              "office shall be twenty-four months.", 1)
+    cands = [Candidate(rule, 0, 66), Candidate(rule, 67, len(rule.text))]
+    kept = finalize("Evidence: 1\nAnswer: At least 60 days.", cands, "local",
+                    question="How long must the data be kept?")
+    assert not kept.refused and kept.grounding == "checked"
+    term = finalize("Evidence: 2\nAnswer: 24 months.", cands, "local",
+                    question="How long is the term of office?")
+    assert not term.refused
+    other = finalize("Evidence: 1\nAnswer: At least 90 days.", cands, "local",
+                     question="How long must the data be kept?")
+    assert other.refused and "90" in other.notes[-1]
+
+
 def test_finalize_withholds_an_answer_of_the_wrong_kind() -> None:
     q = "When did the flood close the port?"
     got = finalize("Evidence: 2\nAnswer: The attacks were costly.", CANDS, "local", question=q)

@@ -33,6 +33,30 @@ def numbers(text: str) -> set[str]:
     return {n.replace(",", "") for n in _NUMBER.findall(text)}
 
 
+_UNITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+          "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+          "eighteen", "nineteen")
+_TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_SPELLED = re.compile(
+    rf"\b(?:({'|'.join(_TENS)})(?:[-\s]({'|'.join(_UNITS[1:10])}))?|({'|'.join(_UNITS)}))"
+    r"(?:\s+(hundred|thousand|million))?\b", re.IGNORECASE)
+_SCALE = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+
+
+def figures(text: str) -> set[str]:
+    """The figures a text states, in digits or in words: legal texts write "sixty days" and
+    "four years" where an answer writes 60 and 4."""
+    out = numbers(text)
+    for tens, unit, small, scale in _SPELLED.findall(text):
+        if tens:
+            value = 20 + 10 * _TENS.index(tens.lower())
+            value += _UNITS.index(unit.lower()) if unit else 0
+        else:
+            value = _UNITS.index(small.lower())
+        out.add(str(value * _SCALE.get(scale.lower(), 1)))
+    return out
+
+
 def names(text: str) -> set[str]:
     """Names and acronyms: capitalised words after the first of a sentence (which any word
     may be), and acronyms anywhere ("ENISA supports ...")."""

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import zip_longest
 
-from ..citations import names, numbers
+from ..citations import figures, names, numbers
 from ..conversation import split_parts
 from ..text import last_heading, sentence_spans, strip_markdown, tokens, words
 from ..types import Answer, Citation, Passage
@@ -387,9 +387,9 @@ def _specifics(text: str) -> set[str]:
 
 
 def _holds(evidence: str, specific: str) -> bool:
-    """Does the evidence state this figure (as a number) or name (as text)?"""
+    """Does the evidence state this figure (in digits or words) or name (as text)?"""
     if specific[0].isdigit():
-        return specific in numbers(evidence)
+        return specific in figures(evidence)
     lower = strip_markdown(evidence).lower()
     return specific in lower or (specific.endswith("s") and specific[:-1] in lower)
 
