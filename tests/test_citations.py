@@ -1,4 +1,5 @@
 from assistant.citations import (
+    figures,
     markers,
     numbers_bound,
     support_score,
@@ -80,3 +81,10 @@ def test_a_segment_without_a_word_is_no_sentence() -> None:
     text = "Activities in division 26 of NACE Rev. 2\n2019 was a dry year. See p. 15."
     assert [text[a:b] for a, b in sentence_spans(text)] == [
         "Activities in division 26 of NACE Rev. 2", "2019 was a dry year.", "See p. 15."]
+
+
+def test_figures_are_read_in_digits_and_in_words() -> None:
+    assert figures("not less than sixty days, and 64 parties") == {"60", "64"}
+    assert figures("Twenty-four hours or ninety days") == {"24", "90"}
+    assert figures("two million euros") == {"2", "2000000"}
+    assert figures("someone often went to the tenth floor") == set()

@@ -45,7 +45,8 @@ _SCALE = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
 
 def figures(text: str) -> set[str]:
     """The figures a text states, in digits or in words: legal texts write "sixty days" and
-    "four years" where an answer writes 60 and 4."""
+    "four years" where an answer writes 60 and 4 ("two million" holds 2 million, read as 2
+    by `numbers`, and 2000000)."""
     out = numbers(text)
     for tens, unit, small, scale in _SPELLED.findall(text):
         if tens:
@@ -53,7 +54,7 @@ def figures(text: str) -> set[str]:
             value += _UNITS.index(unit.lower()) if unit else 0
         else:
             value = _UNITS.index(small.lower())
-        out.add(str(value * _SCALE.get(scale.lower(), 1)))
+        out |= {str(value), str(value * _SCALE.get(scale.lower(), 1))}
     return out
 
 
