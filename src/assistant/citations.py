@@ -1,9 +1,9 @@
 """Where a citation is checked, mechanically.
 
-Pure functions over text: the figures and names a sentence states (`numbers`, `names`), the
-lexical support check the evaluation's ALCE metrics use (`supports`), and the numbered
-markers of an answer. answerers/generative.py checks a model's answer against the sentences
-it chose with them.
+Pure functions over text: the figures and names a sentence states (`numbers`; `figures`,
+which also reads them in words; `names`), the lexical support check the evaluation's ALCE
+metrics use (`supports`), and the numbered markers of an answer. answerers/generative.py
+checks a model's answer against the sentences it chose with them.
 """
 
 from __future__ import annotations
