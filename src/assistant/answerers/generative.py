@@ -550,12 +550,15 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
     # question) than any chosen one joins the evidence, so the citation and the self-check
     # read the sentence the answer came from rather than the one the model named.
     asked = frozenset(tokens(question))
+    shown = [_words_of(c) for c in cands]
     for a, b in sentence_spans(reply.answer):
         own = set(tokens(reply.answer[a:b])) - asked
-        carried = max((len(own & _words_of(c)) for c in chosen), default=0)
-        best = max(cands, key=lambda c: len(own & _words_of(c)))
-        if best not in chosen and len(own & _words_of(best)) > carried:
-            chosen.append(best)
+        shares = [len(own & w) for w in shown]
+        carried = max((n for c, n in zip(cands, shares, strict=True) if c in chosen),
+                      default=0)
+        best = max(range(len(cands)), key=shares.__getitem__)
+        if cands[best] not in chosen and shares[best] > carried:
+            chosen.append(cands[best])
     # An answer that needs a figure or name no shown sentence has shows that they do not
     # hold the answer (the model filled the gap from elsewhere): withheld, not quoted. A
     # name may come from the question ("Maersk" for "the company"); a figure may not: a
