@@ -173,3 +173,27 @@ def test_the_comparison_report_shows_both_sets_and_the_gap() -> None:
                                "abc123")
     assert "| Must-contain accuracy (answerable) | ≥ 0.8 | 0.900 | 0.700 | -0.200 |" in text
     assert "| quoted | 3/4 = 0.75 | 3/4 = 0.75 |" in text
+
+
+def test_with_two_development_sets_the_test_set_is_also_compared_with_both_pooled() -> None:
+    from assistant.evaluation.report import comparison_markdown
+    from assistant.evaluation.runner import Config, RunResult
+
+    item = Item(id="x", category="fact", question="How much?", must_contain=["300 million"])
+
+    def run(right: int, wrong: int) -> RunResult:
+        r = RunResult(config=Config.parse("local"))
+        r.results = ([score_item(item, answer="$300 million", refused=False, citations={},
+                                 retrieved=[]) for _ in range(right)]
+                     + [score_item(item, answer="$3 million", refused=False, citations={},
+                                   retrieved=[]) for _ in range(wrong)])
+        r.summary = summarise(r.results)
+        return r
+
+    text = comparison_markdown([("questions", [run(3, 0)]), ("dev2", [run(0, 1)]),
+                                ("test", [run(1, 1)])], "abc123")
+    # Pooled: 3 of 4 right. Gaps: dev2 and test from the first set, test from the pool.
+    assert ("| Must-contain accuracy (answerable) | ≥ 0.8 | 1.000 | 0.000 | 0.750 | 0.500 "
+            "| -1.000 | -0.500 | -0.250 |") in text
+    assert "| gap (dev2) | gap (test) | gap (test − pooled) |" in text
+    assert "questions + dev2" in text

@@ -363,11 +363,36 @@ COMPARED = ["must_contain_accuracy", "wrongly_refused", "refusal_recall", "follo
             "ttft_p95_ms", "total_p50_ms"]
 
 
+def pooled(runs_per_set: Sequence[Sequence[RunResult]]) -> list[RunResult]:
+    """Each configuration's runs over several sets as one run over all their items."""
+    from dataclasses import replace
+
+    from .scoring import summarise
+
+    out = []
+    for first in runs_per_set[0]:
+        same = [r for rs in runs_per_set for r in rs
+                if r.config.name == first.config.name and not r.skipped]
+        if first.skipped or len(same) < len(runs_per_set):
+            continue
+        results = [x for r in same for x in r.results]
+        out.append(replace(first, results=results, summary=summarise(results),
+                           seconds=sum(r.seconds for r in same)))
+    return out
+
+
+POOLED = "development (pooled)"
+
+
 def comparison_markdown(sets: Sequence[tuple[str, Sequence[RunResult]]], commit: str) -> str:
     """Every configuration on every set side by side, with the gap from the first set (the
-    development set) to each other one, and correctness per grounding label."""
+    development set) to each other one, and correctness per grounding label. With three
+    sets or more, every set but the last is development data and the last is the test set:
+    the development items pooled make one more column, and the test set's gap from it."""
     labels = dict((k, (label, kind)) for k, label, kind in ROWS)
     names = [s for s, _ in sets]
+    # Gap columns: (heading, index of the value, index of the base it is measured from).
+    gaps_of = [(n, i, 0) for i, n in enumerate(names) if i]
     lines = ["# Development set vs. blind test set", "",
              f"- sets: {', '.join(names)} (the first is the development set: rules, "
              "thresholds and prompts are tuned on it only)",
@@ -375,21 +400,33 @@ def comparison_markdown(sets: Sequence[tuple[str, Sequence[RunResult]]], commit:
              "Gap: the later set's value minus the development set's. The blind test set "
              "was written from the documents alone and is never edited to suit the system.",
              ""]
+    if len(sets) >= 3:
+        dev, test = names[:-1], names[-1]
+        sets = [*sets[:-1], (POOLED, pooled([rs for _, rs in sets[:-1]])), sets[-1]]
+        names = [s for s, _ in sets]
+        gaps_of = [(n, i, 0) for i, n in enumerate(names) if i and n != POOLED]
+        gaps_of.append((f"{test} − pooled", len(names) - 1, len(names) - 2))
+        lines[2] = (f"- sets: {', '.join(dev)} (development: rules, thresholds and prompts "
+                    f"are tuned on them only) and {test} (the blind test set)")
+        lines[5] = (f"Gap: a set's value minus the first development set's; in the last "
+                    f"column, {test} minus all development items pooled "
+                    f"({' + '.join(dev)}). The blind test set was written from the documents "
+                    "alone and is never edited to suit the system.")
     configs = [r.config.name for r in sets[0][1] if not r.skipped]
     for config in configs:
         runs = [next((r for r in rs if r.config.name == config and not r.skipped), None)
                 for _, rs in sets]
         lines += [f"## `{config}`", ""]
         lines.append("| Metric | Target | " + " | ".join(names)
-                     + "".join(f" | gap ({n})" for n in names[1:]) + " |")
-        lines.append("|" + " --- |" * (2 + len(names) + len(names) - 1))
+                     + "".join(f" | gap ({n})" for n, _, _ in gaps_of) + " |")
+        lines.append("|" + " --- |" * (2 + len(names) + len(gaps_of)))
         for key in COMPARED:
             label, kind = labels[key]
             values = [r.summary.get(key) if r else None for r in runs]
             cells = [fmt(v, kind) for v in values]
             gaps = []
-            base = values[0]
-            for v in values[1:]:
+            for _, i, j in gaps_of:
+                v, base = values[i], values[j]
                 if not (isinstance(v, int | float) and isinstance(base, int | float)) \
                         or math.isnan(v) or math.isnan(base):
                     gaps.append("–")
