@@ -95,3 +95,24 @@ def test_the_second_development_set_is_the_one_recorded_and_well_formed() -> Non
         assert bool(i.must_contain) == i.answerable and bool(i.evidence) == i.answerable
         if i.document == "cyber-diplomacy-in-the-eu.md":
             assert all(span in brochure for span in i.evidence), i.id
+
+
+def test_the_second_blind_test_set_is_the_one_recorded_and_well_formed() -> None:
+    # Written from the documents alone, late, when the first test set had judged several
+    # changes; the hash is in eval/README.md.
+    import hashlib
+
+    from assistant.evaluation.dataset import default_eval_dir, load_items
+
+    path = default_eval_dir() / "test2_questions.jsonl"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == \
+        "dc657de19c00411f9e8ae2694807d5d66ed5a63c10dccad1d39912bd85425057"
+    items = load_items(path)
+    assert len(items) == 109 and sum(i.is_followup for i in items) == 12
+    brochure = (default_eval_dir().parent / "corpus" / "cyber-diplomacy-in-the-eu.md").read_text(
+        encoding="utf-8")
+    for i in items:
+        assert i.expects_refusal == (not i.answerable)
+        assert bool(i.must_contain) == i.answerable and bool(i.evidence) == i.answerable
+        if i.document == "cyber-diplomacy-in-the-eu.md":
+            assert all(span in brochure for span in i.evidence), i.id
