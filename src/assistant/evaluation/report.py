@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -365,8 +366,6 @@ COMPARED = ["must_contain_accuracy", "wrongly_refused", "refusal_recall", "follo
 
 def pooled(runs_per_set: Sequence[Sequence[RunResult]]) -> list[RunResult]:
     """Each configuration's runs over several sets as one run over all their items."""
-    from dataclasses import replace
-
     from .scoring import summarise
 
     out = []
@@ -391,27 +390,27 @@ def comparison_markdown(sets: Sequence[tuple[str, Sequence[RunResult]]], commit:
     the development items pooled make one more column, and the test set's gap from it."""
     labels = dict((k, (label, kind)) for k, label, kind in ROWS)
     names = [s for s, _ in sets]
-    # Gap columns: (heading, index of the value, index of the base it is measured from).
-    gaps_of = [(n, i, 0) for i, n in enumerate(names) if i]
-    lines = ["# Development set vs. blind test set", "",
-             f"- sets: {', '.join(names)} (the first is the development set: rules, "
-             "thresholds and prompts are tuned on it only)",
-             f"- commit: {commit}", "",
-             "Gap: the later set's value minus the development set's. The blind test set "
-             "was written from the documents alone and is never edited to suit the system.",
-             ""]
+    described = (f"{', '.join(names)} (the first is the development set: rules, thresholds "
+                 "and prompts are tuned on it only)")
+    gap_text = "the later set's value minus the development set's."
     if len(sets) >= 3:
         dev, test = names[:-1], names[-1]
         sets = [*sets[:-1], (POOLED, pooled([rs for _, rs in sets[:-1]])), sets[-1]]
         names = [s for s, _ in sets]
-        gaps_of = [(n, i, 0) for i, n in enumerate(names) if i and n != POOLED]
-        gaps_of.append((f"{test} − pooled", len(names) - 1, len(names) - 2))
-        lines[2] = (f"- sets: {', '.join(dev)} (development: rules, thresholds and prompts "
-                    f"are tuned on them only) and {test} (the blind test set)")
-        lines[5] = (f"Gap: a set's value minus the first development set's; in the last "
-                    f"column, {test} minus all development items pooled "
-                    f"({' + '.join(dev)}). The blind test set was written from the documents "
-                    "alone and is never edited to suit the system.")
+        described = (f"{', '.join(dev)} (development: rules, thresholds and prompts are tuned "
+                     f"on them only) and {test} (the blind test set)")
+        gap_text = (f"a set's value minus the first development set's; in the last column, "
+                    f"{test} minus all development items pooled ({' + '.join(dev)}).")
+    # Gap columns: (heading, index of the value, index of the base it is measured from).
+    gaps_of = [(n, i, 0) for i, n in enumerate(names) if i and n != POOLED]
+    if POOLED in names:
+        gaps_of.append((f"{names[-1]} − pooled", len(names) - 1, names.index(POOLED)))
+    lines = ["# Development set vs. blind test set", "",
+             f"- sets: {described}",
+             f"- commit: {commit}", "",
+             f"Gap: {gap_text} The blind test set was written from the documents alone and "
+             "is never edited to suit the system.",
+             ""]
     configs = [r.config.name for r in sets[0][1] if not r.skipped]
     for config in configs:
         runs = [next((r for r in rs if r.config.name == config and not r.skipped), None)
