@@ -141,6 +141,8 @@ _ROLE = re.compile(r"(?:^|(?<=\n))\s*(?:#{1,6}\s*)?(?:human|user|assistant|syste
                    r"instruction|input|response|answer|query|q)\s*:[ \t]*",
                    re.IGNORECASE)
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]{0,200})?/?>")
+# A code fence with its language ("```html") and an XML CDATA wrapper are markup too.
+_WRAPPER = re.compile(r"(?:^|(?<=\n))[ \t]*`{3,}[\w+.-]*|<!\[CDATA\[|\]\]>")
 _MARKDOWN = re.compile(r"`{1,3}|(?<!\w)(?:\*{1,3}|_{2,3})(?=\S)|(?<=\S)(?:\*{1,3}|_{2,3})(?!\w)|"
                        r"(?:^|(?<=\n))\s*(?:#{1,6}|>)\s+")
 _SPACED_MARK = re.compile(r"\s+([?!.,;:])(?=\s|$)")  # "EC3 ?" once "<i>EC3</i> ?" is gone
@@ -150,7 +152,7 @@ def strip_markup(question: str) -> str:
     """The question without HTML, Markdown or chat-template markup (unchanged when it has
     none). Escaped tags ("&lt;b&gt;") are unescaped first, so they go as well."""
     text = html.unescape(question)
-    for pattern in (_SYSTEM_TURN, _HIDDEN, _TEMPLATE, _TAG):
+    for pattern in (_SYSTEM_TURN, _HIDDEN, _TEMPLATE, _WRAPPER, _TAG):
         text = pattern.sub("\n", text)
     text = _MARKDOWN.sub(" ", _ROLE.sub("\n", text))
     text = " ".join(text.split())
