@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from assistant.evaluation.dataset import Item, load_items, load_support_pairs, related_dir
+from assistant.evaluation.dataset import (
+    Item,
+    default_eval_dir,
+    load_items,
+    load_support_pairs,
+    related_dir,
+)
 
 from ..conftest import BROCHURE, ROOT
 
@@ -96,8 +102,6 @@ def test_the_second_blind_test_set_is_the_one_recorded_and_well_formed() -> None
     # changes; the hash is in eval/README.md.
     import hashlib
 
-    from assistant.evaluation.dataset import default_eval_dir, load_items
-
     path = default_eval_dir() / "test2_questions.jsonl"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == \
         "dc657de19c00411f9e8ae2694807d5d66ed5a63c10dccad1d39912bd85425057"
@@ -109,8 +113,6 @@ def test_the_second_blind_test_set_is_the_one_recorded_and_well_formed() -> None
 def _assert_well_formed(items: list[Item]) -> None:
     """Refusal items expect a refusal and carry no gold; answerable ones carry both, and
     their brochure evidence is verbatim (the related texts are not in a user's clone)."""
-    from assistant.evaluation.dataset import default_eval_dir
-
     brochure = (default_eval_dir().parent / "corpus" / "cyber-diplomacy-in-the-eu.md").read_text(
         encoding="utf-8")
     for i in items:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .runner import RunResult
-from .scoring import TARGETS
+from .scoring import TARGETS, summarise
 
 # (summary key, label, kind) in the order the tables show them
 ROWS: list[tuple[str, str, str]] = [
@@ -305,7 +305,7 @@ def load_runs(path: Path) -> tuple[list[RunResult], dict[str, Any], dict[str, An
     """Runs, meta and support validation back from a report's JSON (items re-scored into
     summaries with the current code), so a report can be re-rendered without re-running."""
     from .runner import Config
-    from .scoring import ItemResult, summarise
+    from .scoring import ItemResult
 
     data = json.loads(path.read_text(encoding="utf-8"))
     runs = []
@@ -366,8 +366,6 @@ COMPARED = ["must_contain_accuracy", "wrongly_refused", "refusal_recall", "follo
 
 def pooled(runs_per_set: Sequence[Sequence[RunResult]]) -> list[RunResult]:
     """Each configuration's runs over several sets as one run over all their items."""
-    from .scoring import summarise
-
     out = []
     for first in runs_per_set[0]:
         same = [r for rs in runs_per_set for r in rs
