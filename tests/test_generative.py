@@ -6,6 +6,7 @@ the unit tests exercise candidates, the reply format and `finalize` on hand-made
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from assistant.answerers.generative import (
     Candidate,
     build_messages,
     candidates,
+    doubt,
     finalize,
     grammar,
     parse_reply,
@@ -503,6 +505,48 @@ def test_the_self_check_can_be_turned_off(brochure_data_dir: Path, embedder) -> 
                         verify_threshold=0.0)
     answer = Assistant(settings, embedder=embedder, chat_model=model).ask(NOTPETYA)
     assert not answer.refused and model.checks == []
+
+
+def test_doubt_is_the_probability_of_none_where_the_evidence_is_chosen() -> None:
+    def tok(text: str, *alts: tuple[str, float]) -> dict[str, object]:
+        return {"token": text, "logprob": 0.0,
+                "top_logprobs": [{"token": t, "logprob": math.log(p)} for t, p in alts]}
+
+    reply = [tok("Evidence", ("None", 0.2)), tok(":"), tok(" ", (" ", 0.9), (" none", 0.05)),
+             tok("1", ("1", 0.8), ("2", 0.1)), tok("\n"), tok("Answer")]
+    assert doubt(reply) == pytest.approx(0.05)
+    assert doubt([tok("Evidence"), tok(":"), tok(" none", (" none", 0.7), (" ", 0.3))]) \
+        == pytest.approx(0.7)
+    assert doubt([tok("Evidence"), tok(":"), tok(" ", (" ", 1.0)), tok("1")]) == 0.0
+    assert doubt([]) is None  # a backend that reports no probabilities
+    assert doubt([tok("The"), tok(" answer")]) is None  # a reply without the format
+
+
+class SureModel(CheckingModel):
+    """A fake whose evidence choice comes with a scripted probability of "none"."""
+
+    def __init__(self, *replies: Reply, p_yes: float, p_none: float) -> None:
+        super().__init__(*replies, p_yes=p_yes)
+        self.p_none = p_none
+
+    def stream(self, messages, *, token_probs=None, **kwargs) -> Iterator[str]:
+        if token_probs is not None:
+            token_probs.extend([{"token": "Evidence"}, {"token": ":"}, {
+                "token": " ", "top_logprobs": [{"token": " ", "logprob": 0.0},
+                                               {"token": " none",
+                                                "logprob": math.log(self.p_none)}]}])
+        return super().stream(messages, **kwargs)
+
+
+@slow
+@pytest.mark.parametrize(("p_none", "checked"), [(0.001, False), (0.2, True)])
+def test_an_answer_chosen_without_doubt_skips_the_self_check(make, p_none, checked) -> None:
+    model = SureModel(pick("300 million", "The attacks cost Maersk over $300 million."),
+                      p_yes=0.0, p_none=p_none)
+    answer = make(model).ask(NOTPETYA)
+    assert len(model.checks) == int(checked)
+    assert answer.refused is checked  # the check, when it runs, doubts everything here
+    assert answer.usage.get("self_check_skipped", 0) == int(not checked)
 
 
 def test_a_fragment_under_a_heading_reads_as_belonging_to_it() -> None:

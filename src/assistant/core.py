@@ -478,15 +478,21 @@ class Assistant:
         return conversation.resolve(q, referent)
 
     def _verify(self, question: str, answer: Answer, model: ChatModel,
-                usage: dict[str, int], cands: Sequence[generative.Candidate] = ()) -> Answer:
+                usage: dict[str, int], cands: Sequence[generative.Candidate] = (),
+                doubt: float | None = None) -> Answer:
         """The self-check of an answer made from the model's chosen evidence, in its words
         or quoted (`Settings.verify_threshold`); when the check itself fails, the answer
-        stands as it was checked."""
+        stands as it was checked. An answer whose evidence the model chose with a `doubt`
+        below `Settings.verify_skip_doubt` stands without it."""
         from .llm import LLMBusy, LLMError
 
         threshold = self.settings.verify_threshold
         ask = getattr(model, "yes_probability", None)
         if answer.grounding not in ("checked", "quoted") or threshold <= 0 or ask is None:
+            return answer
+        if doubt is not None and doubt < self.settings.verify_skip_doubt:
+            log.debug("self-check skipped: P(no evidence) was %.4f", doubt)
+            usage["self_check_skipped"] = 1
             return answer
         own: dict[str, int] = {}
         try:
@@ -519,12 +525,13 @@ class Assistant:
         first: float | None = None
         note = ""
         call_usage: dict[str, int] = {}
+        token_probs: list[dict[str, Any]] = []
         try:
             for delta in model.stream(messages, max_tokens=s.llm_max_tokens,
                                       timeout_s=s.llm_timeout_s,
                                       grammar=generative.grammar(len(cands),
                                                                  s.llm_answer_style),
-                                      usage=call_usage):
+                                      usage=call_usage, token_probs=token_probs):
                 shown = reader.feed(delta)
                 if shown:
                     if first is None:
@@ -549,7 +556,8 @@ class Assistant:
                                          extractive=fallback,
                                          quote_confidence=s.quote_confidence,
                                          style=s.llm_answer_style)
-            result = self._verify(question, result, model, call_usage, cands)
+            result = self._verify(question, result, model, call_usage, cands,
+                                  generative.doubt(token_probs))
             end = time.perf_counter()
             timings["total"] = (end - t0) * 1000
         if first is None:

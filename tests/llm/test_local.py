@@ -195,3 +195,25 @@ def test_yes_probability_reads_the_models_verdict(llm: LocalLlama) -> None:
                       "The bridge is painted green every ten years.")
     assert 0.0 <= unrelated < stated <= 1.0
     assert stated > 0.5
+
+
+def test_the_evidence_choice_reports_how_near_the_model_came_to_none(llm: LocalLlama) -> None:
+    from assistant.answerers.generative import SYSTEM_PROMPT, doubt, grammar
+
+    def ask(question: str) -> tuple[str, float | None]:
+        probs: list[dict[str, object]] = []
+        reply = "".join(llm.stream(
+            [{"role": "system", "content": SYSTEM_PROMPT},
+             {"role": "user", "content": "[1] The bridge over the Lune was opened in 1887 by "
+                                         "the mayor of Caton.\n[2] It is painted green every "
+                                         f"ten years.\nQuestion: {question}"}],
+            max_tokens=40, grammar=grammar(2), token_probs=probs))
+        assert probs and all("token" in p for p in probs)
+        return reply, doubt(probs)
+
+    stated, sure = ask("When was the bridge over the Lune opened?")
+    assert stated.startswith("Evidence: 1") and sure is not None
+    _, unsure = ask("How much did the bridge over the Lune cost to build?")
+    assert unsure is not None and 0.0 <= sure < unsure <= 1.0
+    # a caller that asks for nothing gets no probabilities computed
+    assert llm.complete(USER_OK, max_tokens=4)

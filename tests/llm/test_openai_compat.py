@@ -221,6 +221,22 @@ def test_real_server_streams_text_and_usage(server: LlamaCppServer) -> None:
 
 
 @pytest.mark.slow
+def test_real_server_reports_token_probabilities_when_known_to_be_llama_cpp(
+        server: LlamaCppServer) -> None:
+    probs: list[dict[str, object]] = []
+    plain = OpenAICompatible(server.base_url, server.model_name, api_key=API_KEY)
+    assert "OK" in "".join(plain.stream(USER_OK, max_tokens=8, token_probs=probs)).upper()
+    assert probs == []  # not asked of a server that might reject the field
+    llama = OpenAICompatible(server.base_url, server.model_name, api_key=API_KEY,
+                             send_grammar=True)
+    text = "".join(llama.stream(USER_OK, max_tokens=8, token_probs=probs))
+    assert probs and "".join(str(p["token"]) for p in probs) == text
+    assert all(p.get("top_logprobs") for p in probs)
+    plain.close()
+    llama.close()
+
+
+@pytest.mark.slow
 def test_real_server_rejects_wrong_api_key(server: LlamaCppServer) -> None:
     m = OpenAICompatible(server.base_url, server.model_name, api_key="wrong")
     with pytest.raises(LLMError, match="HTTP 401"):

@@ -23,7 +23,9 @@ One mechanism, in four steps:
    themselves ("quoted").
 4. The core then asks the model once more, in a short separate call (`verify_messages`),
    whether the cited sentences state what was asked; a low probability of "yes" withholds
-   the answer (`verified`, `Settings.verify_threshold`).
+   the answer (`verified`, `Settings.verify_threshold`). An answer whose evidence the model
+   chose without a doubt (`doubt`: its probability of "Evidence: none" was below
+   `Settings.verify_skip_doubt`) skips that call.
 
 A server that ignores the grammar (an OpenAI-compatible endpoint other than llama.cpp)
 still works: a reply without the ``Evidence:`` line is taken as the answer, and its
@@ -33,10 +35,12 @@ evidence is every candidate that shares its figures and names.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import zip_longest
+from typing import Any
 
 from ..citations import figures, names, numbers
 from ..conversation import split_parts
@@ -379,6 +383,20 @@ class AnswerStream:
             self._sent = len(self.raw) - len(out)
         self._sent = len(self.raw)
         return out
+
+
+def doubt(token_probs: Sequence[dict[str, Any]]) -> float | None:
+    """How near the model came to choosing no evidence: its probability of "none" for the
+    first token after ``Evidence:`` (before the grammar filters it). None when the reply's
+    token probabilities are unknown or hold no such token."""
+    seen = ""
+    for entry in token_probs:
+        if seen.strip().lower() == "evidence:":
+            return sum(math.exp(float(alt.get("logprob", -math.inf)))
+                       for alt in entry.get("top_logprobs") or []
+                       if str(alt.get("token", "")).strip().lower() == "none")
+        seen += str(entry.get("token", ""))
+    return None
 
 
 def _specifics(text: str) -> set[str]:

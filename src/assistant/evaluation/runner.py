@@ -219,6 +219,7 @@ def run_assistant(config: Config, items: Sequence[Item], settings: Settings,
             result.prompt_tokens = int(answer.usage.get("prompt_tokens", 0))
             result.citations = [c.public() for c in answer.citations]
             result.grounding = getattr(answer, "grounding", "")
+            result.self_check_skipped = bool(answer.usage.get("self_check_skipped"))
         result.retrieved = [{"rank": i, "section": p.section, "document": p.document,
                              "id": p.id} for i, p in enumerate(passages, 1)]
         result.ttft_ms, result.total_ms = ttft, total

@@ -62,6 +62,7 @@ class ItemResult:
     # overlaps one of the item's gold evidence spans (answerable items with evidence).
     citation_correctness: float | None = None
     grounding: str = ""  # the answer's grounding label
+    self_check_skipped: bool = False  # the model chose its evidence without a doubt
     ttft_ms: float | None = None
     total_ms: float | None = None
     why: str = ""  # for a failed item: what went wrong

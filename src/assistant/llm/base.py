@@ -11,7 +11,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Protocol, TypedDict, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 
 class LLMError(RuntimeError):
@@ -60,12 +60,15 @@ class ChatModel(Protocol):
         timeout_s: float | None = None,
         grammar: str | None = None,
         usage: dict[str, int] | None = None,
+        token_probs: list[dict[str, Any]] | None = None,
     ) -> Iterator[str]:
         """Yield text deltas as they are generated. Raises LLMError (or LLMBusy).
 
         `grammar` (GBNF) constrains the reply where the backend supports it; `usage`, when
         given, receives this call's token counts (per call, so concurrent answers never
-        read each other's figures)."""
+        read each other's figures); `token_probs`, when given, receives each generated
+        token with its likeliest alternatives (OpenAI's logprobs entries) where the
+        backend reports them, and stays empty where it does not."""
         ...
 
     def complete(
@@ -111,8 +114,9 @@ class StreamingChatModel(ABC):
         timeout_s: float | None = None,
         grammar: str | None = None,
         usage: dict[str, int] | None = None,
+        token_probs: list[dict[str, Any]] | None = None,
     ) -> Iterator[str]:
-        """Yield text deltas as they are generated."""
+        """Yield text deltas as they are generated (see `ChatModel.stream`)."""
 
     def yes_probability(self, messages: list[Message], *, timeout_s: float | None = None,
                         usage: dict[str, int] | None = None) -> float:

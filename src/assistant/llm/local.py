@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 CHATML_STOPS: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
 GGUF_MAGIC = b"GGUF"
 CANCEL_POLL_S = 0.25  # how often a waiting caller checks `caller_gone`
+TOP_LOGPROBS = 5  # alternatives reported per generated token when a caller asks for them
 
 
 def check_gguf(model_path: Path) -> None:
@@ -227,6 +228,7 @@ class LocalLlama(StreamingChatModel):
         timeout_s: float | None = None,
         grammar: str | None = None,
         usage: dict[str, int] | None = None,
+        token_probs: list[dict[str, Any]] | None = None,
     ) -> Generator[str, None, None]:
         validate_messages(messages)  # eager, so bad input fails at the call site
         body: dict[str, Any] = {
@@ -239,7 +241,9 @@ class LocalLlama(StreamingChatModel):
         }
         if grammar:
             body["grammar"] = grammar  # llama.cpp's GBNF
-        return self._stream(body, timeout_s, usage)
+        if token_probs is not None:
+            body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
+        return self._stream(body, timeout_s, usage, token_probs)
 
     def yes_probability(self, messages: list[Message], *, timeout_s: float | None = None,
                         usage: dict[str, int] | None = None) -> float:

@@ -64,6 +64,7 @@ class OpenAICompatible(StreamingChatModel):
         timeout_s: float | None = None,
         grammar: str | None = None,
         usage: dict[str, int] | None = None,
+        token_probs: list[dict[str, Any]] | None = None,
     ) -> Generator[str, None, None]:
         validate_messages(messages)
         body: dict[str, Any] = {
@@ -78,10 +79,17 @@ class OpenAICompatible(StreamingChatModel):
             body["stop"] = stop
         if grammar and self.send_grammar:
             body["grammar"] = grammar  # llama.cpp's server honours it; OpenAI would refuse it
-        return self._stream(body, self.timeout_s if timeout_s is None else timeout_s, usage)
+        if token_probs is not None and self.send_grammar:
+            # Asked only of a server known to be llama.cpp's: some models behind other
+            # servers reject the field, which would cost the whole answer.
+            body.update(logprobs=True, top_logprobs=5)
+        return self._stream(body, self.timeout_s if timeout_s is None else timeout_s, usage,
+                            token_probs)
 
     def _stream(self, body: dict[str, Any], timeout_s: float,
-                usage: dict[str, int] | None = None) -> Generator[str, None, None]:
+                usage: dict[str, int] | None = None,
+                token_probs: list[dict[str, Any]] | None = None
+                ) -> Generator[str, None, None]:
         url = f"{self.base_url}/chat/completions"
         deadline = time.monotonic() + timeout_s
         # httpx's read timeout bounds each wait for bytes; the deadline bounds the whole call.
@@ -102,7 +110,7 @@ class OpenAICompatible(StreamingChatModel):
                     resp.read()
                     yield from self._whole_json(resp.text, usage)
                     return
-                yield from self._parse_sse(resp, deadline, timeout_s, usage)
+                yield from self._parse_sse(resp, deadline, timeout_s, usage, token_probs)
         except httpx.ConnectError as e:
             raise LLMError(f"cannot reach LLM server at {self.base_url}: {e}") from e
         except httpx.TimeoutException as e:
@@ -115,6 +123,7 @@ class OpenAICompatible(StreamingChatModel):
     def _parse_sse(
         self, resp: httpx.Response, deadline: float, timeout_s: float,
         usage_out: dict[str, int] | None = None,
+        token_probs: list[dict[str, Any]] | None = None,
     ) -> Generator[str, None, None]:
         finished = False
         data_lines: list[str] = []
@@ -137,6 +146,9 @@ class OpenAICompatible(StreamingChatModel):
                 )
             for choice in chunk.get("choices") or []:
                 text = (choice.get("delta") or {}).get("content")
+                probs = (choice.get("logprobs") or {}).get("content")
+                if token_probs is not None and isinstance(probs, list):
+                    token_probs.extend(p for p in probs if isinstance(p, dict))
                 if text:
                     yield text
                 if choice.get("finish_reason"):
