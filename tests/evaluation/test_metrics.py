@@ -153,10 +153,14 @@ def test_citation_correctness_and_grounding_labels_are_summarised() -> None:
     good.grounding = "checked"
     refused = score_item(item, answer="", refused=True, citations={}, retrieved=[])
     refused.grounding = "refused"
-    s = summarise([good, refused])
+    sure = score_item(item, answer="It cost over $300 million [1].", refused=False,
+                      citations={1: "a"}, retrieved=[])
+    sure.grounding, sure.self_check_skipped = "checked", True
+    s = summarise([good, refused, sure])
     assert s["citation_correctness"] == 0.5 and s["citation_judged_items"] == 1
     assert s["by_grounding"] == {"checked": {"items": 1, "correct": 1},
-                                 "refused": {"items": 1, "correct": 0}}
+                                 "refused": {"items": 1, "correct": 0},
+                                 "checked, self-check skipped": {"items": 1, "correct": 1}}
 
 
 def test_the_comparison_report_shows_both_sets_and_the_gap() -> None:

@@ -214,8 +214,10 @@ def summarise(results: Sequence[ItemResult]) -> dict[str, Any]:
     out["by_category"] = by_category
     by_grounding: dict[str, dict[str, int]] = {}
     for r in results:
-        g = by_grounding.setdefault(r.grounding or ("refused" if r.refused else "?"),
-                                    {"items": 0, "correct": 0})
+        label = r.grounding or ("refused" if r.refused else "?")
+        if r.self_check_skipped:  # kept apart: how right the answers that skip it are
+            label += ", self-check skipped"
+        g = by_grounding.setdefault(label, {"items": 0, "correct": 0})
         g["items"] += 1
         g["correct"] += int(r.correct)
     out["by_grounding"] = by_grounding
