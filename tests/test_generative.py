@@ -530,6 +530,7 @@ class SureModel(CheckingModel):
         self.p_none = p_none
 
     def stream(self, messages, *, token_probs=None, **kwargs) -> Iterator[str]:
+        self.asked_for_probs = token_probs is not None
         if token_probs is not None:
             token_probs.extend([{"token": "Evidence"}, {"token": ":"}, {
                 "token": " ", "top_logprobs": [{"token": " ", "logprob": 0.0},
@@ -539,11 +540,16 @@ class SureModel(CheckingModel):
 
 
 @slow
-@pytest.mark.parametrize(("p_none", "checked"), [(0.001, False), (0.2, True)])
-def test_an_answer_chosen_without_doubt_skips_the_self_check(make, p_none, checked) -> None:
+@pytest.mark.parametrize(("skip_below", "p_none", "checked"),
+                         [(0.01, 0.001, False), (0.01, 0.2, True), (0.0, 0.001, True)])
+def test_an_answer_chosen_without_doubt_may_skip_the_self_check(
+        brochure_data_dir: Path, embedder, skip_below, p_none, checked) -> None:
     model = SureModel(pick("300 million", "The attacks cost Maersk over $300 million."),
                       p_yes=0.0, p_none=p_none)
-    answer = make(model).ask(NOTPETYA)
+    settings = Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="local",
+                        verify_skip_doubt=skip_below)
+    answer = Assistant(settings, embedder=embedder, chat_model=model).ask(NOTPETYA)
+    assert model.asked_for_probs is (skip_below > 0)  # off by default: not even asked
     assert len(model.checks) == int(checked)
     assert answer.refused is checked  # the check, when it runs, doubts everything here
     assert answer.usage.get("self_check_skipped", 0) == int(not checked)

@@ -525,7 +525,8 @@ class Assistant:
         first: float | None = None
         note = ""
         call_usage: dict[str, int] = {}
-        token_probs: list[dict[str, Any]] = []
+        # Token probabilities cost a little per token: asked for only when they are used.
+        token_probs: list[dict[str, Any]] | None = [] if s.verify_skip_doubt > 0 else None
         try:
             for delta in model.stream(messages, max_tokens=s.llm_max_tokens,
                                       timeout_s=s.llm_timeout_s,
@@ -557,7 +558,7 @@ class Assistant:
                                          quote_confidence=s.quote_confidence,
                                          style=s.llm_answer_style)
             result = self._verify(question, result, model, call_usage, cands,
-                                  generative.doubt(token_probs))
+                                  generative.doubt(token_probs or []))
             end = time.perf_counter()
             timings["total"] = (end - t0) * 1000
         if first is None:

@@ -23,9 +23,9 @@ One mechanism, in four steps:
    themselves ("quoted").
 4. The core then asks the model once more, in a short separate call (`verify_messages`),
    whether the cited sentences state what was asked; a low probability of "yes" withholds
-   the answer (`verified`, `Settings.verify_threshold`). An answer whose evidence the model
-   chose without a doubt (`doubt`: its probability of "Evidence: none" was below
-   `Settings.verify_skip_doubt`) skips that call.
+   the answer (`verified`, `Settings.verify_threshold`). Optionally, an answer whose
+   evidence the model chose without a doubt (`doubt`: its probability of "Evidence: none"
+   below `Settings.verify_skip_doubt`, off by default) skips that call.
 
 A server that ignores the grammar (an OpenAI-compatible endpoint other than llama.cpp)
 still works: a reply without the ``Evidence:`` line is taken as the answer, and its
