@@ -33,6 +33,7 @@ caller_gone: ContextVar[threading.Event | None] = ContextVar("caller_gone", defa
 
 
 YES_NO = 'root ::= "yes" | "no"'  # GBNF for a one-word verdict
+TOP_LOGPROBS = 5  # alternatives reported per generated token when a caller asks for them
 
 
 class Usage(TypedDict):

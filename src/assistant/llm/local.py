@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import (
+    TOP_LOGPROBS,
     YES_NO,
     LLMBusy,
     LLMCancelled,
@@ -54,7 +55,6 @@ logger = logging.getLogger(__name__)
 CHATML_STOPS: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
 GGUF_MAGIC = b"GGUF"
 CANCEL_POLL_S = 0.25  # how often a waiting caller checks `caller_gone`
-TOP_LOGPROBS = 5  # alternatives reported per generated token when a caller asks for them
 
 
 def check_gguf(model_path: Path) -> None:

@@ -14,7 +14,15 @@ from typing import Any
 
 import httpx
 
-from .base import LLMBusy, LLMError, Message, StreamingChatModel, Usage, validate_messages
+from .base import (
+    TOP_LOGPROBS,
+    LLMBusy,
+    LLMError,
+    Message,
+    StreamingChatModel,
+    Usage,
+    validate_messages,
+)
 
 _EXCERPT = 300
 
@@ -82,7 +90,7 @@ class OpenAICompatible(StreamingChatModel):
         if token_probs is not None and self.send_grammar:
             # Asked only of a server known to be llama.cpp's: some models behind other
             # servers reject the field, which would cost the whole answer.
-            body.update(logprobs=True, top_logprobs=5)
+            body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
         return self._stream(body, self.timeout_s if timeout_s is None else timeout_s, usage,
                             token_probs)
 
