@@ -215,5 +215,5 @@ def test_the_evidence_choice_reports_how_near_the_model_came_to_none(llm: LocalL
     assert stated.startswith("Evidence: 1") and sure is not None
     _, unsure = ask("How much did the bridge over the Lune cost to build?")
     assert unsure is not None and 0.0 <= sure < unsure <= 1.0
-    # a caller that asks for nothing gets no probabilities computed
+    # a plain call after ones that asked for probabilities still answers
     assert llm.complete(USER_OK, max_tokens=4)
