@@ -28,6 +28,7 @@ from assistant.answerers.generative import (
     grammar,
     parse_reply,
     verify_messages,
+    with_listed_items,
 )
 from assistant.llm import LLMBusy, LLMError, Usage
 from assistant.types import Answer, Message, Passage
@@ -590,3 +591,43 @@ def test_each_part_of_a_two_part_question_gets_its_evidence(make) -> None:
     make(model).ask(question)
     prompt = model.prompts[0][1]["content"]
     assert "300 million" in prompt and "asset freeze" in prompt
+
+
+MEASURES = ("1. Each Party shall designate a point of contact. Such assistance shall include "
+            "the following measures:\n\na) the provision of technical advice;\n\n"
+            "b) the preservation of data;\n\nc) the locating of suspects.")
+
+
+def test_an_answer_that_restates_a_lists_introduction_is_followed_by_the_list() -> None:
+    cands = [Candidate(_p(MEASURES), 0, len(MEASURES))]
+    q = "What assistance must the point of contact provide?"
+    intro = finalize("Evidence: 1\nAnswer: The point of contact shall provide assistance "
+                     "that includes several measures.", cands, "local", question=q)
+    got = with_listed_items(intro)
+    assert got.answer == (f"{intro.answer} a) the provision of technical advice; b) the "
+                          "preservation of data; c) the locating of suspects [1].")
+    assert got.citations == intro.citations  # the items are the cited evidence, verbatim
+    named = finalize("Evidence: 1\nAnswer: Technical advice, the preservation of data and the "
+                     "locating of suspects.", cands, "local", question=q)
+    assert with_listed_items(named) == named  # it already gives the items
+    plain = [Candidate(_p("Each Party shall designate a point of contact."), 0, 46)]
+    one = finalize("Evidence: 1\nAnswer: Each Party designates a point of contact.", plain,
+                   "local", question=q)
+    assert with_listed_items(one) == one  # no list cited
+    refused = finalize("Evidence: none", cands, "local", question=q)
+    assert with_listed_items(refused) == refused
+
+
+@slow
+def test_the_core_completes_an_answer_that_gives_only_a_lists_introduction(make) -> None:
+    model = FakeModel(pick("three main areas of focus",
+                           "The EU has three main areas of focus to strengthen the "
+                           "multilateral system."))
+    answer = make(model).ask("What are the EU's focus areas for the multilateral system?")
+    assert answer.grounding == "checked"
+    assert answer.answer.startswith("The EU has three main areas of focus")
+    for item in ("upholding international norms and agreements",
+                 "extending multilateralism to new global realities",
+                 "making multilateral organisations fit for purpose"):
+        assert item in answer.answer
+    assert "**" not in answer.answer  # the items read as text, without Markdown

@@ -559,6 +559,8 @@ class Assistant:
                                          style=s.llm_answer_style)
             result = self._verify(question, result, model, call_usage, cands,
                                   generative.doubt(token_probs or []))
+            # After the self-check: the items are quotes of a sentence it has read.
+            result = generative.with_listed_items(result)
             end = time.perf_counter()
             timings["total"] = (end - t0) * 1000
         if first is None:

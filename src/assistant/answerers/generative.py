@@ -603,6 +603,42 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
                   grounding="checked")
 
 
+def _introduced_items(text: str) -> tuple[str, list[str]]:
+    """The last line of `text` that introduces a list (ends in ":"), and the list's items
+    after it: ("", []) when `text` holds no introduced list."""
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    intro = next((i for i in range(len(lines) - 1, -1, -1)
+                  if lines[i].rstrip().endswith(":")), None)
+    if intro is None:
+        return "", []
+    return lines[intro], [ln for ln in lines[intro + 1:] if _marker(ln)]
+
+
+def with_listed_items(answer: Answer) -> Answer:
+    """A checked answer that restates a cited list's introduction, followed by that list.
+
+    Given an article's "... shall include the following measures:" and its lettered items
+    as one piece of evidence, a small model tends to answer with the introduction and leave
+    out the items it cited: the answer then says that there are measures, not which. When an
+    answer shares more of its words with such an introduction than with any of its items,
+    the items are quoted after it, verbatim and under the same citation number."""
+    if answer.refused or answer.grounding != "checked":
+        return answer
+    said = set(tokens(_MARKERS.sub("", answer.answer)))
+    extra = []
+    for c in answer.citations:
+        intro, items = _introduced_items(c.text)
+        if len(items) < 2:
+            continue
+        if max(len(said & set(tokens(x))) for x in items) >= len(said & set(tokens(intro))):
+            continue  # the answer speaks of the items, not only of their introduction
+        listed = one_line("\n".join(items)).rstrip(" .;,")
+        extra.append(f"{listed} [{c.id}].")
+    if not extra:
+        return answer
+    return replace(answer, answer=" ".join([answer.answer, *extra]))
+
+
 def _with_context(c: Citation, cands: Sequence[Candidate]) -> str:
     """A cited sentence as the self-check reads it: with its heading, as the answer's
     prompt showed it (a bare list of countries says nothing of the project it belongs to),
