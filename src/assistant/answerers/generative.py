@@ -1,6 +1,6 @@
 """Answers written by a language model that first chooses its evidence.
 
-One mechanism, in four steps:
+One mechanism, in five steps:
 
 1. `candidates`: the sentences the extractive scorer ranked highest (each part of a
    multi-part question takes turns), numbered [1]..[n], within a character budget, and
@@ -26,6 +26,8 @@ One mechanism, in four steps:
    the answer (`verified`, `Settings.verify_threshold`). Optionally, an answer whose
    evidence the model chose without a doubt (`doubt`: its probability of "Evidence: none"
    below `Settings.verify_skip_doubt`, off by default) skips that call.
+5. `with_listed_items`: a checked answer that gives only the introduction of a list it cites
+   ("... the following measures:") is followed by that list's items, quoted verbatim.
 
 A server that ignores the grammar (an OpenAI-compatible endpoint other than llama.cpp)
 still works: a reply without the ``Evidence:`` line is taken as the answer, and its
