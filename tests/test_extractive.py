@@ -64,3 +64,15 @@ def test_a_budget_question_wants_a_figure_and_which_countries_wants_names() -> N
     assert answer(question, preamble, weight).refused
     named = [p(1, "Protocol", "The Protocol was signed by Albania, Armenia and Denmark.", 0.9)]
     assert "Albania" in answer(question, named, weight).answer
+
+
+def test_a_sentence_introducing_a_list_brings_the_items_after_it() -> None:
+    text = ("The point of contact shall provide assistance that includes the following "
+            "measures:\n\na) the provision of technical advice;\n\nb) the preservation of "
+            "data;\n\nc) the locating of suspects.\n\nThe Parties shall keep records.")
+    a = answer("What assistance does the point of contact provide?", [p(1, "Art. 35", text)],
+               weight)
+    assert a.answer == ("The point of contact shall provide assistance that includes the "
+                        "following measures: a) the provision of technical advice; b) the "
+                        "preservation of data; c) the locating of suspects [1].")
+    assert a.citations[0].text == text  # the passage itself, verbatim

@@ -125,3 +125,30 @@ def defines(text: str, subject: str) -> bool:
 def last_heading(section: str) -> str:
     """The innermost heading of a heading path ("Digital risks › Port security")."""
     return section.split(" › ")[-1] if section else ""
+
+
+# A list item starts with a bullet, "1." or "1)", a letter "a)" or "(a)" (legal texts), or a
+# bracketed number "(1)".
+LIST_ITEM = re.compile(r"^\s*(?:(?P<bullet>[-*+•])|(?P<number>\d+[.)])|"
+                       r"(?P<letter>\(?[a-z]{1,4}\))|(?P<bracketed>\(\d+\)))\s+")
+
+
+def list_marker(line: str) -> str:
+    """The kind of list marker a line starts with ("" for none)."""
+    m = LIST_ITEM.match(line)
+    if m is None:
+        return ""
+    return next(kind for kind, group in m.groupdict().items() if group)
+
+
+def items_after(text: str, pos: int) -> list[str]:
+    """The list items that directly follow `pos` in `text` (a line introducing a list ends
+    there): every line with a list marker, up to the first that is neither blank nor one."""
+    items = []
+    for line in text[pos:].split("\n")[1:]:
+        if not line.strip():
+            continue
+        if not list_marker(line):
+            break
+        items.append(line)
+    return items

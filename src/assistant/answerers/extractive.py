@@ -26,6 +26,7 @@ from ..store import sentence_id
 from ..text import (
     STOPWORDS,
     definition_subject,
+    items_after,
     last_heading,
     stem,
     strip_markdown,
@@ -222,8 +223,14 @@ class ExtractiveAnswerer:
         units = [top] + [u for u in units if u is not top]
 
         p_top = passages[top.passage]
+        # A sentence introducing a list ("... has three main areas of focus:") says there
+        # is a list, not what is in it: the items after it join the answer.
+        listed = items_after(p_top.text, top.end) if top.text.rstrip().endswith(":") else []
         if "\n" in top.text:  # the whole-list candidate won
             statements = [(_list_answer(p_top), top.passage)]
+        elif len(listed) >= 2:
+            items = [strip_markdown(x).strip().rstrip(";.") for x in listed]
+            statements = [(f"{top.text.strip()} {'; '.join(items)}.", top.passage)]
         else:
             chosen = [top]
             covered = q_terms & set(tokens(top.text))

@@ -46,7 +46,15 @@ from typing import Any
 
 from ..citations import figures, names, numbers
 from ..conversation import split_parts
-from ..text import last_heading, sentence_spans, strip_markdown, tokens, words
+from ..text import (
+    items_after,
+    last_heading,
+    list_marker,
+    sentence_spans,
+    strip_markdown,
+    tokens,
+    words,
+)
 from ..types import Answer, Citation, Passage
 from . import REFUSAL
 from .extractive import Unit, gives_what_is_asked, needs_name
@@ -142,8 +150,6 @@ _REFUSAL_LIKE = re.compile(r"\b(?:couldn'?t|could not|cannot|can'?t|unable to) f
                            re.IGNORECASE)
 _WHO = re.compile(r"\s*who(?:m)?\b", re.IGNORECASE)
 _YES_NO = frozenset({"yes", "no"})
-_LIST_ITEM = re.compile(r"^\s*(?:(?P<bullet>[-*+•])|(?P<number>\d+[.)])|"
-                        r"(?P<letter>\(?[a-z]{1,4}\))|(?P<bracketed>\(\d+\)))\s+")
 
 
 @dataclass(frozen=True)
@@ -169,14 +175,6 @@ class Candidate:
                         end=p.start + self.end)
 
 
-def _marker(line: str) -> str:
-    """The kind of list marker a line starts with ("" for none)."""
-    m = _LIST_ITEM.match(line)
-    if m is None:
-        return ""
-    return next(kind for kind, group in m.groupdict().items() if group)
-
-
 def _list_block(text: str, start: int, end: int) -> tuple[int, int]:
     """The span of the list a sentence introduces ("... the following:") or belongs to,
     together with the line that introduces it; the sentence itself otherwise.
@@ -193,7 +191,7 @@ def _list_block(text: str, start: int, end: int) -> tuple[int, int]:
     if here is None:
         return start, end
     texts = [text[a:b] for a, b in lines]
-    kinds = [_marker(t) if t.strip() else None for t in texts]
+    kinds = [list_marker(t) if t.strip() else None for t in texts]
     nxt = next((i for i in range(here + 1, len(lines)) if kinds[i] is not None), None)
     if texts[here].rstrip().endswith(":") and nxt is not None and kinds[nxt] \
             and kinds[nxt] != kinds[here]:
@@ -432,7 +430,7 @@ def one_line(text: str) -> str:
     punctuation gets a semicolon, as the extractive answerer writes lists: joined with a
     bare space, "EU Council conclusions" and "Diplomatic demarches" read as one phrase."""
     lines = [ln for ln in text.split("\n") if ln.strip()]
-    marked = [bool(_marker(ln)) for ln in lines]
+    marked = [bool(list_marker(ln)) for ln in lines]
     out = []
     for i, line in enumerate(lines):
         plain = " ".join(strip_markdown(line).split())
@@ -608,12 +606,11 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
 def _introduced_items(text: str) -> tuple[str, list[str]]:
     """The last line of `text` that introduces a list (ends in ":"), and the list's items
     after it: ("", []) when `text` holds no introduced list."""
-    lines = [ln for ln in text.split("\n") if ln.strip()]
-    intro = next((i for i in range(len(lines) - 1, -1, -1)
-                  if lines[i].rstrip().endswith(":")), None)
-    if intro is None:
+    ends = [m.start() for m in re.finditer(r":[ \t]*(?=\n|$)", text)]
+    if not ends:
         return "", []
-    return lines[intro], [ln for ln in lines[intro + 1:] if _marker(ln)]
+    start = text.rfind("\n", 0, ends[-1]) + 1
+    return text[start:ends[-1] + 1], items_after(text, ends[-1])
 
 
 def with_listed_items(answer: Answer) -> Answer:
