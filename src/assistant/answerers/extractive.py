@@ -229,8 +229,7 @@ class ExtractiveAnswerer:
         if "\n" in top.text:  # the whole-list candidate won
             statements = [(_list_answer(p_top), top.passage)]
         elif len(listed) >= 2:
-            items = [strip_markdown(x).strip().rstrip(";.") for x in listed]
-            statements = [(f"{top.text.strip()} {'; '.join(items)}.", top.passage)]
+            statements = [(_listing(top.text.strip(), listed), top.passage)]
         else:
             chosen = [top]
             covered = q_terms & set(tokens(top.text))
@@ -314,12 +313,16 @@ def _list_answer(p: Passage) -> str:
     """One sentence: the line introducing the list (or its heading), then the items."""
     lines = [ln for ln in p.text.splitlines() if ln.strip()]
     first = next(i for i, ln in enumerate(lines) if _LIST_ITEM.match(ln))
-    items = [strip_markdown(ln).strip().rstrip(";.") for ln in lines[first:]
-             if _LIST_ITEM.match(ln)]
     intro = strip_markdown(lines[first - 1]).strip() if first else ""
     if not intro.endswith(":"):
         head = last_heading(p.section)
         intro = f"{head}:" if head else ""
+    return _listing(intro, [ln for ln in lines[first:] if _LIST_ITEM.match(ln)])
+
+
+def _listing(intro: str, lines: list[str]) -> str:
+    """One sentence: `intro` (if any), then the list lines as items joined by semicolons."""
+    items = [strip_markdown(ln).strip().rstrip(";.") for ln in lines]
     return (intro + " " if intro else "") + "; ".join(items) + "."
 
 
