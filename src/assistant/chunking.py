@@ -15,7 +15,8 @@ from .documents import SourceDocument
 from .text import last_heading, sentence_spans, strip_markdown
 
 SECTION_SEP = " › "
-CHUNKER_VERSION = "3"
+CHUNKER_VERSION = "4"  # 4: chunks carry the text before them (`Chunk.before`)
+MAX_BEFORE = 2000  # longest stretch between chunks kept (headings and blank lines)
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"'”’)]*\s+(?=[A-Z0-9“\"(•\-*])")
@@ -30,6 +31,10 @@ class Chunk:
     text: str
     start: int
     end: int
+    # The document's text between the previous chunk (or the start of the body) and this
+    # one: headings and blank lines ("" when longer than MAX_BEFORE). With it, the chunks
+    # rebuild any stretch of the document, headings included (sources.text_between).
+    before: str = ""
 
 
 def clean_heading(raw: str) -> str:
@@ -119,6 +124,7 @@ def chunk_document(doc: SourceDocument, limit: int = 900) -> list[Chunk]:
             key = f"{section}\x00{text}"
             occurrence = seen.get(key, 0)
             seen[key] = occurrence + 1
+            gap = doc.text[chunks[-1].end if chunks else doc.body_start:ca]
             chunks.append(
                 Chunk(
                     id=chunk_id(doc.id, section, text, occurrence),
@@ -128,6 +134,7 @@ def chunk_document(doc: SourceDocument, limit: int = 900) -> list[Chunk]:
                     text=text,
                     start=ca,
                     end=cb,
+                    before=gap if len(gap) <= MAX_BEFORE else "",
                 )
             )
     return chunks

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import conversation
+from . import conversation, outline
 from .answerers import extractive, generative
 from .answerers.extractive import Unit
 from .catalog import DEFAULT, CollectionError, index_name, names_in, stats, valid_name
+from .chunking import Chunk
 from .embeddings import Embedder, load_embedder
 from .ingest import IngestReport, Progress, ingest
 from .retrieval import HybridRetriever
@@ -42,6 +43,7 @@ LLM_GATE = 0.25
 MAX_PARTS_WIDENED = 2  # the evidence budget grows with a question's parts, up to this many
 MANIFEST_REFRESH_S = 2.0  # how old the document hashes and page starts stamped on citations may be
 NAMES_REFRESH_S = 2.0  # how old the list of collections may be (an unknown name looks again)
+DOCUMENTS_HELD = 16  # per collection: documents whose chunks are kept for section outlines
 
 
 class InputError(ValueError):
@@ -134,6 +136,8 @@ class Space:
     retriever: HybridRetriever | None = None
     manifest: tuple[float, dict[str, Any]] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # document -> (its index fingerprint, its chunks): what section outlines are read from
+    chunks: OrderedDict[str, tuple[str, list[Chunk]]] = field(default_factory=OrderedDict)
 
 
 class Assistant:
@@ -294,12 +298,33 @@ class Assistant:
         """The served generation's documents of `collection`: id -> manifest entry."""
         return dict(self.space(collection).index.state()["manifest"])
 
-    def _located(self, citations: list[Citation], space: Space) -> list[Citation]:
-        """Citations with their document's content hash and, for PDFs, their page."""
+    def _manifest(self, space: Space) -> dict[str, Any]:
+        """The served documents of `space` (a view at most MANIFEST_REFRESH_S old)."""
         now = time.monotonic()
         if space.manifest is None or now - space.manifest[0] > MANIFEST_REFRESH_S:
             space.manifest = (now, space.index.state()["manifest"])
-        manifest = space.manifest[1]
+        return space.manifest[1]
+
+    def _chunks_of(self, space: Space) -> outline.ChunksOf:
+        """A document's chunks as `space` serves them, read once per version of it."""
+        def chunks_of(document: str) -> list[Chunk]:
+            version = str((self._manifest(space).get(document) or {}).get("fingerprint", ""))
+            with space.lock:
+                held = space.chunks.get(document)
+                if held is not None and held[0] == version:
+                    space.chunks.move_to_end(document)
+                    return held[1]
+            chunks = space.index.document_chunks(document)
+            with space.lock:
+                space.chunks[document] = (version, chunks)
+                while len(space.chunks) > DOCUMENTS_HELD:
+                    space.chunks.popitem(last=False)
+            return chunks
+        return chunks_of
+
+    def _located(self, citations: list[Citation], space: Space) -> list[Citation]:
+        """Citations with their document's content hash and, for PDFs, their page."""
+        manifest = self._manifest(space)
         collection = "" if space.name == DEFAULT else space.name
         out = []
         for c in citations:
@@ -423,7 +448,7 @@ class Assistant:
             yield Delta(result.answer)
         else:
             result = yield from self._generate(standalone, ranked, extractive_answer, gen,
-                                               timings, t0, t2, usage)
+                                               timings, t0, t2, usage, self._chunks_of(space))
         result.usage = dict(usage)
         result.rewritten_question = standalone if standalone != q else ""
         result.timings_ms.update(timings)
@@ -508,7 +533,8 @@ class Assistant:
 
     def _generate(self, question: str, ranked: list[list[tuple[Unit, Passage]]],
                   fallback: Answer, gen: str, timings: dict[str, float], t0: float,
-                  t2: float, usage: dict[str, int]) -> Generator[Event, None, Answer]:
+                  t2: float, usage: dict[str, int], chunks_of: outline.ChunksOf | None = None
+                  ) -> Generator[Event, None, Answer]:
         """Stream a model answer; return the checked Answer (or the extractive fallback)."""
         from .llm import LLMBusy, LLMError
 
@@ -519,6 +545,10 @@ class Assistant:
         cands = generative.candidates(ranked, budget_chars=s.llm_evidence_chars * widen,
                                       max_candidates=s.llm_evidence_sentences * widen,
                                       min_ratio=s.llm_evidence_min_score)
+        # A list whose items are a section's sub-headings: no sentence names them all.
+        more = outline.outline_for(cands, chunks_of) if chunks_of and s.outlines else None
+        if more is not None:
+            cands.append(more)
         messages = generative.build_messages(question, cands)
         model = self.chat_model(gen)
         reader = generative.AnswerStream()

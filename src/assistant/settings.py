@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     llm_answer_style: Literal["write", "quote"] = Field(
         "write", description="write: the model answers in its words from the evidence it "
         "chose; quote: the answer is the chosen evidence, quoted.")
+    outlines: bool = Field(
+        True, description="When the evidence spans a section's parts, show the model the "
+        "section's sub-headings as one more piece of evidence (a list whose items are "
+        "headings), cited as the stretch of the document that holds them.")
     quote_confidence: float = Field(
         0.70, description="Extractive score above which a quoted answer stands in when the "
         "model finds no evidence (tuned on the development set).")
@@ -184,7 +188,7 @@ class Settings(BaseSettings):
                 "sentence_search", "generator",
                 "llm_model_path", "llm_evidence_chars", "llm_evidence_sentences",
                 "llm_evidence_min_score", "quote_confidence", "llm_answer_style",
-                "verify_threshold", "verify_skip_doubt", "openai_model"]
+                "verify_threshold", "verify_skip_doubt", "outlines", "openai_model"]
         blob = json.dumps({k: str(getattr(self, k)) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -1,10 +1,11 @@
 """A document as the index holds it, for citations a reader can check: its text, rebuilt from
 its chunks, its content hash and, for PDFs, where each page starts.
 
-Chunks are verbatim slices `text[start:end]` of their document and never overlap, so placing
-each at its offsets rebuilds the document, less what lies between them (headings, blank lines,
-front matter), with every offset unchanged: a citation's `start`/`end` index the same text.
-Nothing else has to be stored, and what is shown is exactly what answers are quoted from.
+Chunks are verbatim slices `text[start:end]` of their document and never overlap, and each
+carries what lies between it and the chunk before (headings, blank lines): placing them at
+their offsets rebuilds the document's body, with every offset unchanged, so a citation's
+`start`/`end` index the same text. Nothing else has to be stored, and what is shown is
+exactly what answers are quoted from.
 """
 
 from __future__ import annotations
@@ -30,6 +31,29 @@ def page_at(pages: Sequence[int], offset: int) -> int | None:
     if not pages:
         return None
     return max(bisect.bisect_right(pages, offset), 1)
+
+
+def text_between(chunks: Sequence[Chunk], start: int, end: int) -> str | None:
+    """The document's text [start, end), rebuilt from its chunks (in document order) and
+    the text before each; None when some of it is not held (a gap too long to keep)."""
+    out: list[str] = []
+    pos = start
+    for c in chunks:
+        if c.end <= pos:
+            continue
+        if c.start > pos:
+            if c.start - len(c.before) > pos:
+                return None
+            out.append(c.before[pos - (c.start - len(c.before)):min(end, c.start)
+                                 - (c.start - len(c.before))])
+            pos = min(end, c.start)
+        if pos >= end:
+            break
+        out.append(c.text[pos - c.start:min(end, c.end) - c.start])
+        pos = min(end, c.end)
+        if pos >= end:
+            break
+    return "".join(out) if pos >= end else None
 
 
 @dataclass(frozen=True)
@@ -69,9 +93,12 @@ class DocumentText:
         return None
 
     def passage(self, start: int, end: int) -> str | None:
-        """The text of [start, end), or None when it is not (all) in the document."""
+        """The text of [start, end), or None when it is not (all) in the document. A
+        passage may run over several chunks and the headings between them."""
         c = self.chunk_at(start, end)
-        return None if c is None else c.text[start - c.start:end - c.start]
+        if c is not None:
+            return c.text[start - c.start:end - c.start]
+        return text_between(self.chunks, start, end)
 
     def find(self, quote: str) -> tuple[int, int] | None:
         """Where `quote` is in the text (its first place), if it is."""

@@ -185,6 +185,7 @@ def _metadata(c: Chunk) -> dict[str, Any]:
         "start": c.start,
         "end": c.end,
         "document_id": c.document,
+        "before": c.before,
     }
 
 
@@ -211,6 +212,7 @@ def _chunk(id_: str, text: str, meta: dict[str, Any]) -> Chunk:
         text=text,
         start=int(meta.get("start", 0)),
         end=int(meta.get("end", 0)),
+        before=str(meta.get("before", "")),
     )
 
 

@@ -142,6 +142,7 @@ TRANSLATE_PROMPT = (
 )
 
 MAX_EVIDENCE = 4  # sentences the model may choose
+OUTLINE_ID = "outline:"  # starts the passage id of a section's outline (outline.py)
 LIST_CHARS = 600  # longest list a single candidate may bring
 
 _REFUSAL_LIKE = re.compile(r"\b(?:couldn'?t|could not|cannot|can'?t|unable to) find\b|"
@@ -159,10 +160,19 @@ class Candidate:
     passage: Passage
     start: int  # offsets into passage.text
     end: int
+    # A section's outline (outline.py): what the model reads and the checks hold the answer
+    # to, where `text` (what the citation quotes) is the stretch of the document holding it.
+    outline: str = ""
 
     @property
     def text(self) -> str:
+        """What the citation quotes."""
         return self.passage.text[self.start:self.end]
+
+    @property
+    def reading(self) -> str:
+        """What the model reads, and what its answer is checked against."""
+        return self.outline or self.text
 
     @property
     def heading(self) -> str:
@@ -314,7 +324,7 @@ def build_messages(question: str, cands: Sequence[Candidate]) -> list[dict[str, 
     lines = []
     previous = ""
     for n, c in enumerate(cands, 1):
-        lines.append(f"[{n}] {_shown(for_the_model(c.text), c.heading, previous)}")
+        lines.append(f"[{n}] {_shown(for_the_model(c.reading), c.heading, previous)}")
         previous = c.heading
     lines.append(f"Question: {question}")
     return [{"role": "system", "content": SYSTEM_PROMPT},
@@ -418,7 +428,7 @@ def unsupported_specifics(answer: str, evidence: str) -> list[str]:
 
 
 def _evidence_text(cands: Sequence[Candidate]) -> str:
-    return "\n".join(f"{c.passage.title}\n{c.heading}\n{c.text}" for c in cands)
+    return "\n".join(f"{c.passage.title}\n{c.heading}\n{c.reading}" for c in cands)
 
 
 def is_refusal(text: str) -> bool:
@@ -444,7 +454,7 @@ def quoted(cands: Sequence[Candidate], mode: str) -> Answer:
     """The chosen sentences themselves, each with its [n]: an answer made only of quotes."""
     parts = []
     for n, c in enumerate(cands, 1):
-        text = one_line(c.text)
+        text = one_line(c.reading)
         if c.start == 0 and c.end >= len(c.passage.text.rstrip()) and text[-1:] not in ".!?:" \
                 and c.heading and c.heading.lower() not in text.lower():
             text = f"{c.heading}: {text}"  # a bare list says what it lists
@@ -483,7 +493,7 @@ def _withheld(mode: str, note: str) -> Answer:
 
 
 def _words_of(c: Candidate) -> set[str]:
-    return set(tokens(c.text)) | set(tokens(c.heading))
+    return set(tokens(c.reading)) | set(tokens(c.heading))
 
 
 def _support_set(sentence: str, cands: Sequence[Candidate], asked: frozenset[str] = frozenset()
@@ -540,7 +550,7 @@ def finalize(raw: str, cands: Sequence[Candidate], mode: str, *, question: str =
                           if _specifics(reply.answer) & _specifics(_evidence_text([c]))]
             if not chosen_ids and not _specifics(reply.answer):
                 chosen_ids = [i for i, c in enumerate(cands, 1)
-                              if set(tokens(reply.answer)) & set(tokens(c.text))][:2]
+                              if set(tokens(reply.answer)) & set(tokens(c.reading))][:2]
     chosen = [cands[i - 1] for i in chosen_ids]
     if not chosen or (not reply.answer and reply.evidence is None and style == "write"):
         if confident:
@@ -626,6 +636,8 @@ def with_listed_items(answer: Answer) -> Answer:
     said = set(tokens(_MARKERS.sub("", answer.answer)))
     extra = []
     for c in answer.citations:
+        if c.passage_id.startswith(OUTLINE_ID):
+            continue  # its items are the headings the answer was checked against
         intro, items = _introduced_items(c.text)
         if len(items) < 2:
             continue
@@ -645,6 +657,8 @@ def _with_context(c: Citation, cands: Sequence[Candidate]) -> str:
     or "it" refers to."""
     own = next((x for x in cands if x.passage.id == c.passage_id
                 and x.passage.start + x.start == c.start), None)
+    if own is not None and own.outline:
+        return _shown(for_the_model(own.outline), own.heading)
     text = for_the_model(c.text)
     if own is None:
         return text

@@ -111,7 +111,7 @@ def _chunk_html(doc: DocumentText, span: tuple[int, int] | None, breaks: dict[in
     """The document's chunks in order, with section headings, page markers and the mark."""
     out: list[str] = []
     section: str | None = None
-    cited = False
+    cited = cited_chunk = False
     previous_end = -1
     for c in doc.chunks:
         for offset in sorted(o for o in breaks if previous_end <= o <= c.start):
@@ -135,7 +135,10 @@ def _chunk_html(doc: DocumentText, span: tuple[int, int] | None, breaks: dict[in
                 piece = ("<mark>" if cited else '<mark id="cite">') + piece + "</mark>"
                 cited = True
             parts.append(piece)
-        holds = span is not None and c.start <= span[0] < c.end
+        # The chunk the passage starts in (or, for a passage that starts at a heading,
+        # the first chunk after it).
+        holds = span is not None and not cited_chunk and span[0] < c.end and c.start < span[1]
+        cited_chunk = cited_chunk or holds
         out.append(f'<div class="chunk{" cited" if holds else ""}">{"".join(parts)}</div>')
     return "\n".join(out)
 
