@@ -9,11 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -70,6 +70,18 @@ def brochure_data_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedd
     report = assistant.ingest()
     assert report.ok and report.chunks > 20
     return data
+
+
+@pytest.fixture
+def make(brochure_data_dir: Path, embedder: Embedder) -> Callable[[Any], Assistant]:
+    """An assistant over the brochure index that answers with the given (fake) chat model."""
+    from assistant import Assistant, Settings
+
+    def build(model: Any) -> Assistant:
+        settings = Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="local")
+        return Assistant(settings, embedder=embedder, chat_model=model)
+
+    return build
 
 
 @pytest.fixture

@@ -78,15 +78,6 @@ class FakeModel:
         return "".join(self.stream(messages, **kwargs))
 
 
-@pytest.fixture
-def make(brochure_data_dir: Path, embedder):
-    def build(model: FakeModel) -> Assistant:
-        settings = Settings(data_dir=brochure_data_dir, corpus_dir=CORPUS, generator="local")
-        return Assistant(settings, embedder=embedder, chat_model=model)
-
-    return build
-
-
 slow = pytest.mark.slow  # builds the brochure index with the real embedder
 NOTPETYA = "How much did the NotPetya attack cost Maersk?"
 

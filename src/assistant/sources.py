@@ -108,7 +108,13 @@ class DocumentText:
             i = c.text.find(quote)
             if i >= 0:
                 return c.start + i, c.start + i + len(quote)
-        return None
+        if not self.chunks:
+            return None
+        # A quote over several chunks (a section's outline): look in the rebuilt body.
+        first = self.chunks[0].start - len(self.chunks[0].before)
+        body = text_between(self.chunks, first, self.chunks[-1].end)
+        i = body.find(quote) if body is not None else -1
+        return (first + i, first + i + len(quote)) if i >= 0 else None
 
     def section_at(self, offset: int) -> str:
         i = bisect.bisect_right([c.start for c in self.chunks], offset) - 1
