@@ -110,7 +110,8 @@ class KeywordIndex:
         for n, c in enumerate(chunks):
             line = json.dumps({"id": c.id, "document": c.document, "title": c.title,
                                "section": c.section, "text": c.text, "start": c.start,
-                               "end": c.end}, ensure_ascii=False).encode() + b"\n"
+                               "end": c.end, "before": c.before},
+                              ensure_ascii=False).encode() + b"\n"
             records.write(line)
             offsets[n + 1] = offsets[n] + len(line)
             hashes.append(np.array(sorted({_hash(h) for h in definition_heads(c.text)}),
@@ -209,7 +210,8 @@ class KeywordIndex:
         raw = self._records[int(self._offsets[n]) : int(self._offsets[n + 1])]
         r = json.loads(raw)
         return Chunk(id=r["id"], document=r["document"], title=r["title"], section=r["section"],
-                     text=r["text"], start=int(r["start"]), end=int(r["end"]))
+                     text=r["text"], start=int(r["start"]), end=int(r["end"]),
+                     before=r.get("before", ""))
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The k chunks with the highest BM25 score for `query`, best first (ties: index
