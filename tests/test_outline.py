@@ -119,7 +119,10 @@ def test_the_outline_joins_when_the_evidence_spans_a_sections_parts(tmp_path: Pa
     assert check_link(view, cite.start, cite.end, "", cite.text).span == (cite.start, cite.end)
     html = render_view(view, check_link(view, cite.start, cite.end, "", cite.text))
     # Articles 1 and 2 are highlighted, up to the heading of article 3 (not its text).
-    assert html.count('<mark id="cite">') == 1 and html.count("<mark>") == 1
+    assert html.count('<mark id="cite">') == 1 and html.count("<mark>") == 4
+    for article in ("Article 1 – Trespass", "Article 2 – Damage", "Article 3 – Theft"):
+        assert f"<mark>Title 1 – Offences › {article}</mark>" in html  # its headings too
+    assert "<mark>Title 2" not in html
     assert "<mark>Damaging a fence" in html and "<mark>Taking crops" not in html
     # After an edit above it, the view finds the quote at its new place.
     moved = _law(tmp_path / "later", "Preamble added.\n\n")[1]

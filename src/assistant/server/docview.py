@@ -120,7 +120,11 @@ def _chunk_html(doc: DocumentText, span: tuple[int, int] | None, breaks: dict[in
         if c.section != section:
             section = c.section
             if section:
-                out.append(f'<h2 class="section">{escape(section)}</h2>')
+                # A passage that runs over headings (a section's outline) marks them too.
+                over = span is not None and span[0] < c.start and \
+                    c.start - len(c.before) < span[1]
+                name = f"<mark>{escape(section)}</mark>" if over else escape(section)
+                out.append(f'<h2 class="section">{name}</h2>')
         cuts = {c.start, c.end} | {o for o in breaks if c.start < o < c.end}
         if span is not None:
             cuts |= {x for x in span if c.start < x < c.end}
