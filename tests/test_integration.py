@@ -107,6 +107,22 @@ def test_incremental_reingest_and_per_file_failures(tmp_path: Path, embedder: Em
     assert sentences is not None and sentences.count() == first.embedded_sentences
     assert "14 cranes" in a.ask("How many cranes does the harbour of Zork have?").answer
 
+    # An edit to one paragraph of a long document embeds that paragraph's chunk again, not
+    # the document: the other chunks keep their vectors, at their new offsets.
+    brochure = corpus / BROCHURE.name
+    brochure.write_text(brochure.read_text().replace("over $300 million",
+                                                     "well over $300 million"))
+    edited = a.ingest()
+    assert edited.updated == [BROCHURE.name] and edited.embedded_chunks == 1
+    assert 0 < edited.embedded_sentences < 10 and edited.reused > edited.chunks
+    assert "well over $300 million" in a.ask("How much did the NotPetya attack cost Maersk?").answer
+    later = a.ask("When was the EU cyber sanctions regime established?")
+    view = a.document(BROCHURE.name)
+    assert later.citations and view is not None
+    for c in later.citations:  # past the edit: the offsets moved with it
+        assert view.passage(c.start, c.end) == c.text
+        assert brochure.read_text()[c.start:c.end] == c.text
+
     (corpus / "extra.md").unlink()
     removed = a.ingest()
     assert removed.removed == ["extra.md"] and removed.documents == 1

@@ -50,7 +50,9 @@ class IngestReport:
     failures: dict[str, str] = field(default_factory=dict)  # path -> reason
     embedded_chunks: int = 0
     embedded_sentences: int = 0
-    reused: int = 0  # texts an interrupted ingest had already embedded and written
+    # texts not embedded again: an interrupted ingest had written them, or a changed
+    # document still holds them word for word
+    reused: int = 0
     estimate_s: float = 0.0  # the estimated embedding time, from the measured rate
     seconds: float = 0.0
 
@@ -196,6 +198,9 @@ def _update(index: ChromaIndex, embedder: Embedder, docs: list[tuple[SourceDocum
         chunks.extend(doc_chunks)
     for doc in to_embed:
         manifest[doc.id]["chunks"] = per_doc[doc.id]
+    if not rebuild:  # what a changed document still holds word for word keeps its vectors
+        builder.carry_over(chunks, [sentence_id(c.id, s.start, s.end)
+                                    for c in chunks for s in sentences(c.text)])
     _embed_into(builder, embedder, chunks, report, batch_size, progress, notify)
     check()  # still the only writer: otherwise stop before the flip
     builder.commit(manifest, embedder.name, getattr(embedder, "backend", ""))
@@ -225,7 +230,8 @@ def _embed_into(builder: GenerationBuilder, embedder: Embedder, chunks: list[Chu
     report.reused = reused
     total = len(items)
     if reused:
-        log.info("resuming: %d texts already embedded by an interrupted ingest", reused)
+        log.info("%d texts already embedded (unchanged text of a changed document, or an "
+                 "interrupted ingest's)", reused)
     total_chars = sum(len(t) for _, _, t in items)
     done = 0
     if progress and total:

@@ -740,13 +740,38 @@ class GenerationBuilder:
                 self.sentence_ids.update(got["ids"])
         return copied
 
+    @_guarded
+    def carry_over(self, chunks: list[Chunk], sentence_ids: list[str]) -> None:
+        """Bring over from the served generation the vectors of the chunks and sentences of
+        changed documents that it already holds under the same ids (an id is a hash of the
+        text it was embedded from): only what changed is embedded again. A chunk gets its
+        new metadata (offsets and the text before it may have moved)."""
+        old = self.index.active_collection()
+        if old is None or not chunks:
+            return
+        by_id = {c.id: c for c in chunks}
+        for got in self._missing(old, list(by_id), self._chunk_meta, ["embeddings"]):
+            ids = list(got["ids"])
+            metas = [_metadata(by_id[i]) for i in ids]
+            _write(self.chunks.upsert, ids, embeddings=got["embeddings"],
+                   documents=[by_id[i].text for i in ids], metadatas=metas)
+            self._chunk_meta.update(zip(ids, metas, strict=True))
+        old_sent = self.index.sentence_collection(refresh=False)
+        if old_sent is None:
+            return
+        for got in self._missing(old_sent, sentence_ids, self.sentence_ids):
+            _write(self.sentences.upsert, list(got["ids"]), embeddings=got["embeddings"],
+                   documents=got["documents"], metadatas=got["metadatas"])
+            self.sentence_ids.update(got["ids"])
+
     @staticmethod
-    def _missing(src: Any, ids: list[str], held: Any) -> Iterator[dict[str, Any]]:
+    def _missing(src: Any, ids: list[str], held: Any,
+                 include: list[str] | None = None) -> Iterator[dict[str, Any]]:
         """The records of `ids` not held yet, read from `src` in pages."""
         missing = [i for i in ids if i not in held]
         for i in range(0, len(missing), WRITE_BATCH):
             yield src.get(ids=missing[i : i + WRITE_BATCH],
-                          include=["documents", "metadatas", "embeddings"])
+                          include=include or ["documents", "metadatas", "embeddings"])
 
     @_guarded
     def commit(self, manifest: dict[str, Any], embedding_model: str,
