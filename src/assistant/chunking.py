@@ -18,7 +18,7 @@ SECTION_SEP = " › "
 CHUNKER_VERSION = "4"  # 4: chunks carry the text before them (`Chunk.before`)
 MAX_BEFORE = 2000  # longest stretch between chunks kept (headings and blank lines)
 
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
+HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"'”’)]*\s+(?=[A-Z0-9“\"(•\-*])")
 
 
@@ -93,7 +93,7 @@ def sections(doc: SourceDocument) -> list[tuple[str, int, int]]:
     stack: list[tuple[int, str]] = []
     cursor = body_start
     path = ""
-    for m in _HEADING.finditer(text, body_start):
+    for m in HEADING.finditer(text, body_start):
         out.append((path, cursor, m.start()))
         level, name = len(m.group(1)), clean_heading(m.group(2))
         while stack and stack[-1][0] >= level:

@@ -4,7 +4,8 @@ A question enters at `Assistant.stream()` (or `ask()`, which collects the stream
 validated, rewritten into a standalone question when it is a follow-up, passages come from
 the hybrid retriever, the extractive scorer ranks their sentences, and an answerer turns
 them into a cited answer: the extractive one, or a language model whose citations are then
-checked (answerers/generative.py, citations.py).
+checked (answerers/generative.py, citations.py), which may also read a section's outline
+(outline.py).
 """
 
 from __future__ import annotations

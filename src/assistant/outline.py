@@ -12,11 +12,10 @@ verbatim (rebuilt from the chunks and the headings kept between them).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 
 from .answerers.generative import OUTLINE_ID, Candidate
-from .chunking import SECTION_SEP, Chunk, clean_heading
+from .chunking import HEADING, SECTION_SEP, Chunk, clean_heading
 from .sources import text_between
 from .types import Passage
 
@@ -24,8 +23,6 @@ log = logging.getLogger(__name__)
 
 MAX_PARTS = 15  # a section with more sub-sections is a table of contents, not a list
 MAX_CHARS = 4000  # the longest stretch an outline's citation may quote
-
-_HEADING_LINE = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 
 ChunksOf = Callable[[str], Sequence[Chunk]]
 
@@ -57,8 +54,7 @@ def heading_line(chunks: Sequence[Chunk], section: str) -> tuple[int, int] | Non
                  None)
     if first is None or not first.before:
         return None
-    found = [m for m in _HEADING_LINE.finditer(first.before)
-             if clean_heading(m.group(1)) == name]
+    found = [m for m in HEADING.finditer(first.before) if clean_heading(m.group(2)) == name]
     if not found:
         return None
     base = first.start - len(first.before)
