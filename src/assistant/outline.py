@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from .answerers.generative import OUTLINE_ID, Candidate
 from .chunking import HEADING, SECTION_SEP, Chunk, clean_heading
 from .sources import text_between
+from .text import last_heading
 from .types import Passage
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def parts(chunks: Sequence[Chunk], group: str) -> list[str]:
 def heading_line(chunks: Sequence[Chunk], section: str) -> tuple[int, int] | None:
     """The offsets of the heading line that opens `section`: it lies in the text kept
     before the section's first chunk."""
-    name = section.rsplit(SECTION_SEP, 1)[-1]
+    name = last_heading(section)
     first = next((c for c in chunks if c.section == section or _within(c.section, section)),
                  None)
     if first is None or not first.before:
@@ -69,7 +70,7 @@ def _outline(chunks: Sequence[Chunk], group: str, names: list[str],
     text = text_between(chunks, first[0], last[1])
     if text is None:
         return None
-    shown = "Sections: " + "; ".join(n.rsplit(SECTION_SEP, 1)[-1] for n in names)
+    shown = "Sections: " + "; ".join(last_heading(n) for n in names)
     passage = Passage(id=f"{OUTLINE_ID}{template.document}:{first[0]}",
                       document=template.document, title=template.title, section=group,
                       text=text, start=first[0], end=last[1])
@@ -81,13 +82,16 @@ def outline_for(cands: Sequence[Candidate], chunks_of: ChunksOf) -> Candidate | 
     candidates span: its own text and one of its parts, or two of its parts. None when no
     candidate's section has between 2 and MAX_PARTS parts, or its headings are not held."""
     seen: set[tuple[str, str]] = set()
+    sections: dict[str, set[str]] = {}  # document -> the sections its candidates come from
+    for c in cands:
+        sections.setdefault(c.passage.document, set()).add(c.passage.section)
     for c in cands:
         doc, section = c.passage.document, c.passage.section
+        here = sections[doc]
         for group in (section, parent(section)):
             if not group or (doc, group) in seen:
                 continue
             seen.add((doc, group))
-            here = [x.passage.section for x in cands if x.passage.document == doc]
             chunks = chunks_of(doc)
             names = parts(chunks, group)
             covered = {n for n in names if any(s == n or _within(s, n) for s in here)}

@@ -42,10 +42,10 @@ def text_between(chunks: Sequence[Chunk], start: int, end: int) -> str | None:
         if c.end <= pos:
             continue
         if c.start > pos:
-            if c.start - len(c.before) > pos:
+            gap = c.start - len(c.before)  # where the text kept before `c` starts
+            if gap > pos:
                 return None
-            out.append(c.before[pos - (c.start - len(c.before)):min(end, c.start)
-                                 - (c.start - len(c.before))])
+            out.append(c.before[pos - gap:min(end, c.start) - gap])
             pos = min(end, c.start)
         if pos >= end:
             break
