@@ -19,6 +19,7 @@ from assistant.answerers.extractive import Unit
 from assistant.answerers.generative import (
     INSTRUCTION_OMITTED,
     LIST_CHARS,
+    SYSTEM_PROMPT,
     AnswerStream,
     Candidate,
     build_messages,
@@ -622,3 +623,17 @@ def test_the_core_completes_an_answer_that_gives_only_a_lists_introduction(make)
                  "making multilateral organisations fit for purpose"):
         assert item in answer.answer
     assert "**" not in answer.answer  # the items read as text, without Markdown
+
+
+@slow
+def test_warming_up_has_the_model_read_its_rules_before_the_first_question(make) -> None:
+    model = FakeModel("x", pick("300 million", "The attacks cost Maersk over $300 million."))
+    assistant = make(model)
+    assistant.warm_up()
+    assert model.prompts[0][0] == {"role": "system", "content": SYSTEM_PROMPT}
+    assistant.ask(NOTPETYA)
+    # The first question's prompt starts with what the warm-up left in the prompt cache.
+    assert model.prompts[1][0] == model.prompts[0][0]
+    # A model that cannot answer does not stop the start-up.
+    make(FakeModel(LLMError("the model file is missing"))).warm_up()
+

@@ -383,13 +383,23 @@ class Assistant:
         raise ValueError(f"unknown generator {name!r}")
 
     def warm_up(self) -> None:
-        """Load what the first question would otherwise wait for (index, model)."""
+        """Load what the first question would otherwise wait for (index, model), and have
+        the local model read its rules once: llama.cpp keeps them in its prompt cache, so
+        the first visitor's prompt starts from there as every later one does (reading them
+        takes about ten seconds on two cores)."""
+        from .llm import LLMError
+
         self.retriever.refresh()
         if self.mode == "local":
             model = self.chat_model("local")
             load = getattr(model, "load", None)
             if load is not None:
                 load()
+            try:
+                model.complete(generative.build_messages("", []), max_tokens=1,
+                               timeout_s=self.settings.llm_timeout_s)
+            except LLMError as exc:  # the first question will say what is wrong
+                log.warning("warming up the language model failed: %s", exc)
 
     # -- questions -------------------------------------------------------------------------
     def ask(self, question: str, history: Sequence[Message] = (),
