@@ -636,4 +636,3 @@ def test_warming_up_has_the_model_read_its_rules_before_the_first_question(make)
     assert model.prompts[1][0] == model.prompts[0][0]
     # A model that cannot answer does not stop the start-up.
     make(FakeModel(LLMError("the model file is missing"))).warm_up()
-
