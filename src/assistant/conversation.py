@@ -183,6 +183,11 @@ _FUNCTION_WORDS = {
 _LANG_WORDS = {lang: frozenset(ws.split()) for lang, ws in _FUNCTION_WORDS.items()}
 
 
+def function_words(lang: str) -> frozenset[str]:
+    """The function words that mark `lang` (empty for a language not listed)."""
+    return _LANG_WORDS.get(lang, frozenset())
+
+
 def language(question: str) -> str:
     """The language ("en", "fr", "de", "es", "it", "nl", "pt" or "pl") whose function words
     the question uses most (English on a tie); "other" for a question of four words or more

@@ -436,11 +436,19 @@ class Assistant:
         parts = conversation.split_parts(standalone)
         retriever = self._retriever(space)
         answerer = space.extractive
+        weight: extractive.Weight = retriever.bm25.term_weight
+        lang = conversation.language(standalone)
+        if lang not in ("en", "other"):
+            # Still in another language (no model translated it): its words can never match
+            # the documents', so only the content words it shares with them (names,
+            # acronyms, figures, loanwords) say how well a sentence answers it.
+            weight = extractive.shared_words(retriever.bm25.term_weight, retriever.bm25.knows,
+                                             conversation.function_words(lang))
         for part in parts:
             # A multi-part question gets passages for each part.
             query_vec = retriever.embed_query(part)
             passages = retriever.retrieve(part, self.settings.top_k, query_vec)
-            units = answerer.rank(part, passages, retriever.bm25.term_weight, query_vec)
+            units = answerer.rank(part, passages, weight, query_vec)
             ranked.append([(u, passages[u.passage]) for u in units])
             answers.append(answerer.compose(part, passages, units))
             all_passages.extend(passages)

@@ -236,6 +236,10 @@ class KeywordIndex:
         best = hits[np.lexsort((hits, -scores[hits]))][:k]
         return [(self.ids[int(i)], float(scores[i])) for i in best]
 
+    def knows(self, term: str) -> bool:
+        """Do the documents use this (tokenised) term?"""
+        return self.bm25 is not None and term in self.bm25.vocab_dict
+
     def term_weight(self, term: str) -> float:
         """idf of a term; unseen terms weigh like the rarest ones."""
         if self.bm25 is None:

@@ -251,6 +251,14 @@ class ExtractiveAnswerer:
         return replace(_compose(statements, passages), score=top.score)
 
 
+def shared_words(weight: Weight, known: Callable[[str], bool],
+                 function_words: frozenset[str]) -> Weight:
+    """`weight` for the content words the documents use; 0 for any other word and for the
+    given function words (a question in a language the documents are not written in)."""
+    skip = {stem(w) for w in function_words}
+    return lambda t: 0.0 if t in skip or not known(t) else weight(t)
+
+
 def _nudge(question: str, units: list[Unit]) -> None:
     subject = _definition_subject(question)
     counted = _HOW_MANY.search(question)
