@@ -76,3 +76,18 @@ def test_a_sentence_introducing_a_list_brings_the_items_after_it() -> None:
                         "following measures: a) the provision of technical advice; b) the "
                         "preservation of data; c) the locating of suspects [1].")
     assert a.citations[0].text == text  # the passage itself, verbatim
+
+
+def test_a_question_in_another_language_weighs_only_the_content_words_it_shares() -> None:
+    from assistant.answerers.extractive import shared_words
+    from assistant.conversation import function_words
+
+    known = {"cybersouth", "progetto"}  # "progetto" stands for a word both languages use
+    weight = shared_words(lambda t: 2.0, known.__contains__, function_words("it"))
+    assert weight("cybersouth") == 2.0
+    assert weight("paesi") == 0.0  # never used by the documents: it can never match
+    assert weight("progetto") == 2.0
+    # A function word of the question's language counts for nothing, even where the
+    # documents happen to hold the same string ("di", "per").
+    weight = shared_words(lambda t: 2.0, lambda t: True, function_words("it"))
+    assert weight("per") == 0.0 and weight("cybersouth") == 2.0

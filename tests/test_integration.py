@@ -37,6 +37,18 @@ def test_recipe_question_is_refused_with_suggestions(brochure_assistant: Assista
     assert a.suggestions
 
 
+def test_a_question_in_another_language_is_answered_without_a_model(
+        brochure_assistant: Assistant) -> None:
+    # No model translates it: the names it shares with the brochure find the answer.
+    a = brochure_assistant.ask("Quali paesi copre il progetto CyberSouth?")
+    assert not a.refused
+    assert "Morocco" in a.answer and "Tunisia" in a.answer
+    assert any("CyberSouth" in c.section for c in a.citations)
+    # Sharing no name with the brochure, an off-topic one is still refused.
+    assert brochure_assistant.ask("Qual è la ricetta della torta al cioccolato?").refused
+    assert brochure_assistant.ask("Wie heißt der Bürgermeister von Paris?").refused
+
+
 def test_follow_up_uses_the_previous_turn(brochure_assistant: Assistant) -> None:
     from assistant.types import Message
 
