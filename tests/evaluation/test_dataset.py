@@ -110,6 +110,22 @@ def test_the_second_blind_test_set_is_the_one_recorded_and_well_formed() -> None
     _assert_well_formed(items)
 
 
+def test_the_third_development_set_is_the_one_recorded_and_about_the_brochure() -> None:
+    # Written from the brochure alone after the first two had been mined; the hash is in
+    # eval/README.md. Its items name no document, so a run ingests the brochure only.
+    import hashlib
+
+    path = default_eval_dir() / "dev3_questions.jsonl"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == \
+        "f56b414749e5119bfaf1ac713b0f0c685c80bdf0c72ca23e711461ef3eb727f9"
+    items = load_items(path)
+    assert len(items) == 80 and sum(i.is_followup for i in items) == 10
+    assert not any(i.document for i in items)
+    _assert_well_formed(items)
+    brochure = BROCHURE.read_text(encoding="utf-8")
+    assert all(span in brochure for i in items for span in i.evidence)
+
+
 def _assert_well_formed(items: list[Item]) -> None:
     """Refusal items expect a refusal and carry no gold; answerable ones carry both, and
     their brochure evidence is verbatim (the related texts are not in a user's clone)."""
