@@ -72,27 +72,15 @@ def test_support_pairs_are_balanced_and_verbatim() -> None:
 def test_the_blind_test_set_is_the_one_recorded() -> None:
     # Written once from the documents alone; editing it to suit the system would make its
     # figures meaningless. The hash is also in eval/README.md.
-    import hashlib
-
-    from assistant.evaluation.dataset import default_eval_dir, load_items
-
-    path = default_eval_dir() / "test_questions.jsonl"
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == \
-        "1b1fd547df58bc260b6b72e3fdc84469d34cf68005f60b2fbdf0bcb49c6eba8a"
-    items = load_items(path)
+    items = _recorded("test_questions.jsonl",
+                      "1b1fd547df58bc260b6b72e3fdc84469d34cf68005f60b2fbdf0bcb49c6eba8a")
     assert len(items) == 112 and {i.expect for i in items} == {"answer", "refuse"}
 
 
 def test_the_second_development_set_is_the_one_recorded_and_well_formed() -> None:
     # Also written from the documents alone; the hash is in eval/README.md.
-    import hashlib
-
-    from assistant.evaluation.dataset import default_eval_dir, load_items
-
-    path = default_eval_dir() / "dev2_questions.jsonl"
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == \
-        "56038784ab98983ae4c59ec5aa3f76c3c55f172abb87d425d8750ce796197418"
-    items = load_items(path)
+    items = _recorded("dev2_questions.jsonl",
+                      "56038784ab98983ae4c59ec5aa3f76c3c55f172abb87d425d8750ce796197418")
     assert len(items) == 110
     _assert_well_formed(items)
 
@@ -100,12 +88,8 @@ def test_the_second_development_set_is_the_one_recorded_and_well_formed() -> Non
 def test_the_second_blind_test_set_is_the_one_recorded_and_well_formed() -> None:
     # Written from the documents alone, late, when the first test set had judged several
     # changes; the hash is in eval/README.md.
-    import hashlib
-
-    path = default_eval_dir() / "test2_questions.jsonl"
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == \
-        "dc657de19c00411f9e8ae2694807d5d66ed5a63c10dccad1d39912bd85425057"
-    items = load_items(path)
+    items = _recorded("test2_questions.jsonl",
+                      "dc657de19c00411f9e8ae2694807d5d66ed5a63c10dccad1d39912bd85425057")
     assert len(items) == 109 and sum(i.is_followup for i in items) == 12
     _assert_well_formed(items)
 
@@ -113,17 +97,22 @@ def test_the_second_blind_test_set_is_the_one_recorded_and_well_formed() -> None
 def test_the_third_development_set_is_the_one_recorded_and_about_the_brochure() -> None:
     # Written from the brochure alone after the first two had been mined; the hash is in
     # eval/README.md. Its items name no document, so a run ingests the brochure only.
-    import hashlib
-
-    path = default_eval_dir() / "dev3_questions.jsonl"
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == \
-        "f56b414749e5119bfaf1ac713b0f0c685c80bdf0c72ca23e711461ef3eb727f9"
-    items = load_items(path)
+    items = _recorded("dev3_questions.jsonl",
+                      "f56b414749e5119bfaf1ac713b0f0c685c80bdf0c72ca23e711461ef3eb727f9")
     assert len(items) == 80 and sum(i.is_followup for i in items) == 10
     assert not any(i.document for i in items)
     _assert_well_formed(items)
     brochure = BROCHURE.read_text(encoding="utf-8")
     assert all(span in brochure for i in items for span in i.evidence)
+
+
+def _recorded(name: str, sha256: str) -> list[Item]:
+    """The items of a question set, after checking it is the file whose hash was recorded."""
+    import hashlib
+
+    path = default_eval_dir() / name
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+    return load_items(path)
 
 
 def _assert_well_formed(items: list[Item]) -> None:
