@@ -2,7 +2,7 @@ import pytest
 
 from assistant import conversation
 from assistant.answerers.generative import clean_referent, referent_grammar, referent_phrases
-from assistant.conversation import language, resolve, rewrite, topic_of
+from assistant.conversation import language, last_answer, resolve, rewrite, topic_of
 from assistant.types import Message
 
 
@@ -141,3 +141,44 @@ def test_a_whole_question_after_and_stands_alone() -> None:
 ])
 def test_any_eu_language_is_recognised_for_translation(question: str, lang: str) -> None:
     assert language(question) == lang
+
+
+def test_the_last_answer_is_offered_without_markers_markup_or_its_tail() -> None:
+    history = [Message("user", "Which agency does the Act strengthen?"),
+               Message("assistant", "It strengthens the <b>Harbour Agency</b> [1]. "
+                                    + "It also sets up a scheme. " + "Many words. " * 20)]
+    assert last_answer(history) == ("It strengthens the Harbour Agency. It also sets up a "
+                                    "scheme. " + "Many words. " * 14).strip()
+    assert last_answer(history[:1]) == ""
+    assert last_answer(history, refusal="It strengthens") == ""
+    # a reply to an older turn is not the last answer
+    assert last_answer([*history, Message("user", "And the Fund?")]) == ""
+
+
+@pytest.mark.parametrize(
+    ("follow_up", "previous", "words"),
+    [
+        ("Which other projects include that country?",
+         "Which country does the project cover?", "that country"),
+        ("What's that agency's website?", "Which EU agency does the Act strengthen?",
+         "that agency"),
+        ("What do those countries share?", "Which countries does the fund cover?",
+         "those countries"),
+        ("What does that company do?", "Which company was hit by the attack?", "that company"),
+        # no wh-noun asked for, or the demonstrative names something else
+        ("When was it set up?", "What is the sanctions regime?", None),
+        ("In which years did that happen?", "What does the brochure say about ports?", None),
+        ("Which agency does it strengthen?", "What does the Act do?", None),
+        ("Who runs that fund?", "Which country does the project cover?", None),
+    ],
+)
+def test_a_demonstrative_may_point_at_what_the_previous_question_asked_for(
+        follow_up: str, previous: str, words: str | None) -> None:
+    assert conversation.points_at_answer(follow_up, previous) == words
+
+
+def test_the_words_pointing_at_an_answer_are_replaced_whole() -> None:
+    assert resolve("What's that agency's website?", "the Harbour Agency", "that agency") == \
+        "What's the Harbour Agency's website?"
+    assert resolve("Who else works with that country?", "Japan", "that country") == \
+        "Who else works with Japan?"

@@ -156,6 +156,33 @@ def test_a_follow_up_is_rewritten_by_the_model(make) -> None:
 
 
 @slow
+def test_a_follow_up_may_refer_to_what_the_last_answer_named(make) -> None:
+    # "that country" is the country the last answer gave, which no question named
+    model = FakeModel("Japan", pick("six specific cyber dialogues",
+                                    "The EU holds a cyber dialogue with Japan."))
+    answer = make(model).ask("Which dialogues include that country?",
+                             [Message("user", "Which country does the EUNITY project cover?"),
+                              Message("assistant", "EUNITY covers **Japan** [1].")])
+    assert answer.rewritten_question == "Which dialogues include Japan?"
+    prompt = model.prompts[0][1]["content"]
+    assert 'Last answer: EUNITY covers Japan.\nFollow-up: Which dialogues include that ' \
+           'country?\nWhat does "that country" refer to?' in prompt
+    assert '"Japan"' in (model.grammars[0] or "")
+    assert "EUNITY project" not in (model.grammars[0] or "")  # what was asked about
+
+
+@slow
+def test_a_refused_last_answer_leaves_the_earlier_questions_to_refer_to(make) -> None:
+    model = FakeModel("EUNITY project", "Evidence: none")
+    answer = make(model).ask("Which dialogues include that country?",
+                             [Message("user", "Which country does the EUNITY project cover?"),
+                              Message("assistant", REFUSAL)])
+    assert "Last answer" not in model.prompts[0][1]["content"]
+    assert '"EUNITY project"' in (model.grammars[0] or "")
+    assert "EUNITY" in answer.rewritten_question
+
+
+@slow
 def test_a_referent_the_earlier_questions_do_not_hold_falls_back_to_the_heuristic(make) -> None:
     model = FakeModel("the southern partnership",  # a server that ignored the grammar
                       pick("Tunisia", "CyberSouth covers Algeria, Jordan, Lebanon, Morocco and "

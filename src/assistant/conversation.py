@@ -63,6 +63,51 @@ def user_questions(history: Sequence[Message]) -> list[str]:
     return [m.content for m in history if m.role == "user" and m.content.strip()]
 
 
+_MARKER = re.compile(r"\s*\[\d+\]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+LAST_ANSWER_WORDS = 40  # of the assistant's last answer, as a follow-up may refer to it
+
+
+def last_answer(history: Sequence[Message], refusal: str = "") -> str:
+    """The opening of the assistant's reply to the last user turn, without citation markers
+    or markup: "Which country does it cover?" is answered "Japan", and "that country" in the
+    next question means Japan. Empty when there is no such reply or it was `refusal`."""
+    turns = [m for m in history if m.content.strip()]
+    if len(turns) < 2 or turns[-1].role != "assistant" or turns[-2].role != "user":
+        return ""
+    text = strip_markup(turns[-1].content)
+    if refusal and text.startswith(refusal):
+        return ""
+    text = _MARKER.sub("", text)
+    words: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        if words and len(words) + len(sentence.split()) > LAST_ANSWER_WORDS:
+            break
+        words += sentence.split()
+    return " ".join(words[:LAST_ANSWER_WORDS])
+
+
+_AUX = (r"(?:is|are|was|were|does|do|did|has|have|had|can|could|will|would|should|may|must"
+        r"|shall)")
+_WH_NOUN = re.compile(rf"\b(?:which|what)\s+((?:(?!{_AUX}\b)[\w-]+\s+){{0,2}}?)"
+                      rf"((?!{_AUX}\b)[\w-]+)\s+{_AUX}\b", re.IGNORECASE)
+_DEMONSTRATIVE = re.compile(r"\b(?:that|this|these|those|same)\s+([\w-]+)", re.IGNORECASE)
+
+
+def _stem(word: str) -> str:
+    word = word.lower().removesuffix("'s")
+    return word[:-3] + "y" if word.endswith("ies") else word.rstrip("s")
+
+
+def points_at_answer(question: str, previous: str) -> str | None:
+    """The words of the follow-up that point at what the previous question asked for: after
+    "Which country does the project cover?", "that country" is the country the answer gave,
+    not the project. None when there are none."""
+    asked = {_stem(m.group(2)) for m in _WH_NOUN.finditer(previous)}
+    return next((m.group(0) for m in _DEMONSTRATIVE.finditer(question)
+                 if _stem(m.group(1)) in asked), None)
+
+
 def rewrite(question: str, history: Sequence[Message]) -> str:
     """A standalone version of `question` given earlier turns (unchanged when not needed)."""
     previous = user_questions(history)
@@ -92,14 +137,16 @@ def pronoun(question: str) -> str | None:
     return m.group(1) if m else None
 
 
-def resolve(question: str, referent: str) -> str:
-    """The question with its first pronoun replaced by `referent` ("its" by "referent's"):
-    every other word the user wrote stays as written."""
-    m = _PRONOUN.search(question)
+def resolve(question: str, referent: str, words: str = "") -> str:
+    """The question with its first pronoun, or `words` when given ("that country"), replaced
+    by `referent` ("its" by "referent's"): every other word the user wrote stays as
+    written."""
+    m = (re.search(rf"{re.escape(words)}(?:'s)?", question) if words
+         else _PRONOUN.search(question))
     if m is None:
         return question.strip()
     referent = referent.strip(" ?.,")
-    if m.group(1).lower() in {"its", "their"}:
+    if m.group(0).lower() in {"its", "their"} or m.group(0).endswith("'s"):
         referent += "'s"
     return (question[: m.start()] + referent + question[m.end():]).strip()
 

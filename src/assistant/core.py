@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import conversation, outline
-from .answerers import extractive, generative
+from .answerers import REFUSAL, extractive, generative
 from .answerers.extractive import Unit
 from .catalog import DEFAULT, CollectionError, index_name, names_in, stats, valid_name
 from .chunking import Chunk
@@ -501,12 +501,18 @@ class Assistant:
             return heuristic
         earlier = [conversation.strip_markup(x)
                    for x in conversation.user_questions(history)[-3:]]
-        phrases = generative.referent_phrases(earlier)
+        # "that country" after "Which country ...?" is in the answer, not in a question
+        pointer = conversation.points_at_answer(q, earlier[-1]) if earlier else None
+        answer = conversation.last_answer(history, REFUSAL) if pointer else ""
+        if answer and pointer:
+            word = pointer
+        said = [answer] if answer else earlier
+        phrases = generative.referent_phrases(said)
         if not phrases:
             return heuristic
         try:
             text = self.chat_model(gen).complete(
-                generative.referent_messages(q, word, earlier), max_tokens=32,
+                generative.referent_messages(q, word, earlier, answer), max_tokens=32,
                 grammar=generative.referent_grammar(phrases),
                 timeout_s=min(20.0, self.settings.llm_timeout_s), usage=usage,
             )
@@ -514,12 +520,12 @@ class Assistant:
             log.warning("resolving the follow-up by the model failed (%s); using the "
                         "heuristic", exc)
             return heuristic
-        referent = generative.clean_referent(text, phrases, earlier)
+        referent = generative.clean_referent(text, phrases, said)
         if referent is None:
             log.info("the model's referent %r is not a phrase of an earlier question; using "
                      "the heuristic", text)
             return heuristic
-        return conversation.resolve(q, referent)
+        return conversation.resolve(q, referent, word if answer else "")
 
     def _verify(self, question: str, answer: Answer, model: ChatModel,
                 usage: dict[str, int], cands: Sequence[generative.Candidate] = (),

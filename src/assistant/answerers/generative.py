@@ -135,6 +135,10 @@ REFERENT_PROMPT = (
     "Reply with the words of an earlier question that name it, copied exactly, and nothing "
     "else."
 )
+ANSWER_REFERENT_PROMPT = (
+    "A follow-up question refers back to something named in the last answer. Reply with the "
+    "words of the last answer that name it, copied exactly, and nothing else."
+)
 
 TRANSLATE_PROMPT = (
     "Translate the user's question into English. Keep names, acronyms and figures as "
@@ -724,10 +728,13 @@ def referent_phrases(earlier: Sequence[str]) -> list[str]:
     return list(phrases)
 
 
-def referent_messages(question: str, word: str,
-                      earlier: Sequence[str]) -> list[dict[str, str]]:
+def referent_messages(question: str, word: str, earlier: Sequence[str],
+                      answer: str = "") -> list[dict[str, str]]:
+    """`answer`: the opening of the reply to the last earlier question (may be empty)."""
     convo = "\n".join(f"Earlier question: {q}" for q in earlier)
-    return [{"role": "system", "content": REFERENT_PROMPT},
+    if answer:
+        convo += f"\nLast answer: {answer}"
+    return [{"role": "system", "content": ANSWER_REFERENT_PROMPT if answer else REFERENT_PROMPT},
             {"role": "user", "content": f"{convo}\nFollow-up: {question}\n"
                                         f'What does "{word}" refer to?'}]
 
