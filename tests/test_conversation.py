@@ -182,3 +182,16 @@ def test_the_words_pointing_at_an_answer_are_replaced_whole() -> None:
         "What's the Harbour Agency's website?"
     assert resolve("Who else works with that country?", "Japan", "that country") == \
         "Who else works with Japan?"
+
+
+def test_a_pronoun_looks_back_no_further_than_the_last_question_with_its_own_subject() -> None:
+    asked = ["What happened at the harbour?", "And what about the dykes?", "Who built them?"]
+    assert conversation.since_own_subject(asked) == asked[1:]
+    assert conversation.since_own_subject(asked[:2]) == asked[1:2]
+    assert conversation.since_own_subject(["Who built it?"]) == ["Who built it?"]
+
+
+def test_a_referent_has_a_content_word() -> None:
+    phrases = referent_phrases(["What does the brochure say about dykes?"])
+    assert "dykes" in phrases
+    assert not {"the brochure", "brochure"} & set(phrases)

@@ -108,6 +108,15 @@ def points_at_answer(question: str, previous: str) -> str | None:
                  if _stem(m.group(1)) in asked), None)
 
 
+def since_own_subject(questions: Sequence[str]) -> list[str]:
+    """The earlier questions from the last one that names its own subject (has no pronoun):
+    a pronoun refers to that question's subject, or to what a later follow-up of it said."""
+    for i in range(len(questions) - 1, -1, -1):
+        if not _PRONOUN.search(questions[i]):
+            return list(questions[i:])
+    return list(questions)
+
+
 def rewrite(question: str, history: Sequence[Message]) -> str:
     """A standalone version of `question` given earlier turns (unchanged when not needed)."""
     previous = user_questions(history)

@@ -499,8 +499,8 @@ class Assistant:
         word = conversation.pronoun(q)
         if gen == "extractive" or word is None:
             return heuristic
-        earlier = [conversation.strip_markup(x)
-                   for x in conversation.user_questions(history)[-3:]]
+        earlier = conversation.since_own_subject(
+            [conversation.strip_markup(x) for x in conversation.user_questions(history)[-3:]])
         # "that country" after "Which country ...?" is in the answer, not in a question
         pointer = conversation.points_at_answer(q, earlier[-1]) if earlier else None
         answer = conversation.last_answer(history, REFUSAL) if pointer else ""

@@ -47,6 +47,7 @@ from typing import Any
 from ..citations import figures, names, numbers
 from ..conversation import split_parts
 from ..text import (
+    STOPWORDS,
     items_after,
     last_heading,
     list_marker,
@@ -722,8 +723,10 @@ def referent_phrases(earlier: Sequence[str]) -> list[str]:
                     break  # the run would cross a sentence end
                 phrase = " ".join(ws[i:j]).strip(" ?!.,;:\"'()")
                 inner = phrase.split()
+                # A referent names something: "the brochure" or "it" alone does not.
                 if (inner and inner[0].lower() not in _NOT_FIRST
-                        and inner[-1].lower() not in _NOT_LAST):
+                        and inner[-1].lower() not in _NOT_LAST
+                        and any(w not in STOPWORDS for w in tokens(phrase))):
                     phrases[phrase] = None
     return list(phrases)
 
