@@ -15,6 +15,13 @@ from assistant.types import Message
          "Which sectors does the NIS Directive cover?"),
         ("What is the YAKSHA project?", "And CyberEast?", "What is CyberEast?"),
         ("How much did NotPetya cost Maersk?", "What is GDPR?", "What is GDPR?"),
+        # the noun asked about, the verb and "according to the brochure" are not the subject
+        ("Which countries does the CyberSouth project cover?", "And iPROCEEDS?",
+         "Which countries does iPROCEEDS cover?"),
+        ("What happened to Yahoo! according to the brochure?", "How many accounts did it lose?",
+         "How many accounts did Yahoo! lose?"),
+        ("How many parties does the Budapest Convention have?", "Who drafted it?",
+         "Who drafted the Budapest Convention?"),
     ],
 )
 def test_follow_ups_become_standalone(first: str, follow_up: str, expected: str) -> None:
@@ -195,3 +202,20 @@ def test_a_referent_has_a_content_word() -> None:
     phrases = referent_phrases(["What does the brochure say about dykes?"])
     assert "dykes" in phrases
     assert not {"the brochure", "brochure"} & set(phrases)
+
+
+def test_a_follow_up_of_a_follow_up_keeps_the_first_subject() -> None:
+    history = [Message("user", "What happened at Atlanta Airport?"), Message("assistant", "..."),
+               Message("user", "Which year was that?"), Message("assistant", "...")]
+    assert rewrite("And how much did it cost?", history) == \
+        "And how much did Atlanta Airport cost?"
+
+
+def test_without_a_model_that_country_is_the_name_the_last_answer_added() -> None:
+    history = [Message("user", "Which country does the EUNITY project cover?"),
+               Message("assistant", "EUNITY: Japan [1].")]
+    assert rewrite("Which other projects include that country?", history) == \
+        "Which other projects include Japan?"
+    # an answer that adds no name leaves the ordinary rewrite
+    history[1] = Message("assistant", "I couldn't find this in the documents.")
+    assert "EUNITY" in rewrite("Which other projects include that country?", history)

@@ -13,7 +13,7 @@ import html
 import re
 from collections.abc import Sequence
 
-from .text import tokens
+from .text import STOPWORDS, tokens
 from .types import Message
 
 _PRONOUN = re.compile(r"\b(it|its|this|that|they|them|their|these|those)\b", re.IGNORECASE)
@@ -26,6 +26,15 @@ _FRAME = re.compile(
     r"(?:\s+(?:is|are|was|were|does|do|did|has|have|had|can|could|should|will|would))?)\s+",
     re.IGNORECASE,
 )
+# "Which country does the project cover" -> "the project cover": the noun asked about is
+# not the subject.
+_WH_NOUN_FRAME = re.compile(
+    r"^(?:which|what|how (?:much|many))\s+(?:[\w-]+\s+){1,3}?"
+    r"(?:is|are|was|were|(does|do|did)|has|have|had|can|could|should|will|would|must|may)"
+    r"\s+(?=\S)", re.IGNORECASE)
+_HAPPENED = re.compile(r"^happened\s+(?:to|at|in|with|during)\s+", re.IGNORECASE)
+_PER_DOCS = re.compile(r",?\s*(?:according to|in) the (?:brochure|documents?|text)\b",
+                       re.IGNORECASE)
 _SAYS = re.compile(r"^(?:the (?:brochure|documents?|text)\s+|it\s+|they\s+)?"
                    r"(?:say|says|said|mention|mentions|tell us|write)\s+(?:about\s+)?",
                    re.IGNORECASE)
@@ -34,8 +43,15 @@ _TAIL = re.compile(r"\s+(?:do|does|mean|means|say|about|for)\s*$", re.IGNORECASE
 
 def topic_of(question: str) -> str:
     """"What does the NIS Directive do?" -> "the NIS Directive"."""
-    q = question.strip().rstrip("?.! ")
-    q = _FRAME.sub("", q, count=1)
+    q = _PER_DOCS.sub("", question.strip().rstrip("?.! "))
+    wh_noun = _WH_NOUN_FRAME.match(q)
+    if wh_noun:
+        q = q[wh_noun.end():]
+        if wh_noun.group(1) and len(q.split()) > 1:
+            q = q.rsplit(None, 1)[0]  # "does the project cover": the verb ends it
+    else:
+        q = _FRAME.sub("", q, count=1)
+    q = _HAPPENED.sub("", q, count=1)
     q = _SAYS.sub("", q, count=1)
     q = _TAIL.sub("", q)
     return q.strip(" ,")
@@ -44,9 +60,14 @@ def topic_of(question: str) -> str:
 _SWITCH = re.compile(r"^\s*(?:and|what about|how about)\s+(.+?)\s*[?.!]*\s*$", re.IGNORECASE)
 
 
+def _is_name(word: str) -> bool:
+    """A capital anywhere: "Maersk", "ENISA", "iPROCEEDS"."""
+    return any(c.isupper() for c in word)
+
+
 def _names_something(question: str) -> bool:
     """True when the question mentions a name or acronym (a capitalised word after the first)."""
-    return any(w[:1].isupper() for w in question.split()[1:])
+    return any(_is_name(w) for w in question.split()[1:])
 
 
 def needs_context(question: str) -> bool:
@@ -117,12 +138,33 @@ def since_own_subject(questions: Sequence[str]) -> list[str]:
     return list(questions)
 
 
+def new_name(answer: str, question: str) -> str:
+    """The first run of capitalised words in `answer` that `question` does not use: what
+    the answer gave for "Which country ...?" ("EUNITY: Japan" -> "Japan")."""
+    asked = {w.lower() for w in re.findall(r"[\w'’!-]+", question)}
+    run: list[str] = []
+    for w in re.findall(r"[\w'’!-]+|[^\w\s]", answer):
+        if (_is_name(w) and w.lower() not in asked and w.lower() not in STOPWORDS
+                and len(run) < 6):
+            run.append(w)
+        elif run:
+            break
+    return " ".join(run)
+
+
 def rewrite(question: str, history: Sequence[Message]) -> str:
     """A standalone version of `question` given earlier turns (unchanged when not needed)."""
-    previous = user_questions(history)
+    asked = user_questions(history)
+    pointer = points_at_answer(question, asked[-1]) if asked else None
+    if pointer:
+        name = new_name(last_answer(history), asked[-1])
+        if name:
+            return resolve(question, name, pointer)
+    previous = since_own_subject(asked)
     if not previous or not needs_context(question):
         return question.strip()
-    topic = topic_of(previous[-1])
+    source = previous[0]
+    topic = topic_of(source)
     if not topic or set(tokens(topic)) <= set(tokens(question)):
         return question.strip()
     q = question.strip()
@@ -132,9 +174,9 @@ def rewrite(question: str, history: Sequence[Message]) -> str:
             # "And what does the Coastal Fund do?": a whole question after "and".
             whole = switch.group(1).strip()
             return whole[:1].upper() + whole[1:] + ("?" if q.endswith("?") else "")
-        if topic in previous[-1] and any(w[:1].isupper() for w in switch.group(1).split()):
+        if topic in source and any(_is_name(w) for w in switch.group(1).split()):
             # "And CyberEast?" after "What is the YAKSHA project?": same question, new subject.
-            return previous[-1].replace(topic, switch.group(1), 1)
+            return source.replace(topic, switch.group(1), 1)
     if _PRONOUN.search(q):
         return resolve(q, topic)
     return f"{q.rstrip('?')} ({topic})?" if q.endswith("?") else f"{q} ({topic})"
