@@ -33,7 +33,8 @@ _WH_NOUN_FRAME = re.compile(
     r"(?:is|are|was|were|(does|do|did)|has|have|had|can|could|should|will|would|must|may)"
     r"\s+(?=\S)", re.IGNORECASE)
 _HAPPENED = re.compile(r"^happened\s+(?:to|at|in|with|during)\s+", re.IGNORECASE)
-_PER_DOCS = re.compile(r",?\s*(?:according to|in) the (?:brochure|documents?|text)\b",
+_PER_DOCS = re.compile(r"^(?:according to|in) the (?:brochure|documents?|text)\s*,?\s*|"
+                       r",?\s*(?:according to|in) the (?:brochure|documents?|text)\b",
                        re.IGNORECASE)
 _SAYS = re.compile(r"^(?:the (?:brochure|documents?|text)\s+|it\s+|they\s+)?"
                    r"(?:say|says|said|mention|mentions|tell us|write)\s+(?:about\s+)?",
@@ -213,11 +214,17 @@ def split_parts(question: str) -> list[str]:
     """"Which company was hit by NotPetya, and how many accounts did Yahoo! lose?" -> 2 parts.
 
     Only splits where a new question clause starts, so "Brazil and China" stays whole.
+    A later part's pronoun is read as the first part's subject ("..., and when did it enter
+    into force?"): each part is searched for on its own.
     """
     parts = [p.strip(" ,;") for p in _PART.split(question) if p.strip(" ,;?")]
-    if len(parts) < 2 or any(len(tokens(p)) < 2 for p in parts):
+    if len(parts) < 2:
         return [question]
-    return [p if p.endswith("?") else p + "?" for p in parts[:3]]
+    parts = [p if p.endswith("?") else p + "?" for p in parts[:3]]
+    topic = topic_of(parts[0])
+    parts = parts[:1] + [resolve(p, topic) if topic and _PRONOUN.search(p) else p
+                         for p in parts[1:]]
+    return [question] if any(len(tokens(p)) < 2 for p in parts) else parts
 
 
 # Markup a question may arrive wrapped in: it is not what is asked. A chat template's
