@@ -224,3 +224,9 @@ def test_without_a_model_that_country_is_the_name_the_last_answer_added() -> Non
     # an answer that adds no name leaves the ordinary rewrite
     history[1] = Message("assistant", "I couldn't find this in the documents.")
     assert "EUNITY" in rewrite("Which other projects include that country?", history)
+
+
+def test_words_pointing_at_the_documents_are_never_a_referent() -> None:
+    said = conversation.about_what("And what does the brochure say about dykes?")
+    assert referent_phrases([said]) == ["dykes"]
+    assert conversation.about_what("Who pays, according to the brochure?") == "Who pays?"

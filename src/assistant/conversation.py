@@ -36,10 +36,18 @@ _HAPPENED = re.compile(r"^happened\s+(?:to|at|in|with|during)\s+", re.IGNORECASE
 _PER_DOCS = re.compile(r"^(?:according to|in) the (?:brochure|documents?|text)\s*,?\s*|"
                        r",?\s*(?:according to|in) the (?:brochure|documents?|text)\b",
                        re.IGNORECASE)
+_DOCS_SAY = re.compile(r"\b(?:does|do|did)\s+the (?:brochure|documents?|text)\s+"
+                       r"(?:say|mention|tell us|write)\s+(?:about\s+)?", re.IGNORECASE)
 _SAYS = re.compile(r"^(?:the (?:brochure|documents?|text)\s+|it\s+|they\s+)?"
                    r"(?:say|says|said|mention|mentions|tell us|write)\s+(?:about\s+)?",
                    re.IGNORECASE)
 _TAIL = re.compile(r"\s+(?:do|does|mean|means|say|about|for)\s*$", re.IGNORECASE)
+
+
+def about_what(question: str) -> str:
+    """The question without the words that point at the documents themselves ("What does
+    the brochure say about ports?" -> "What is ports?"): a follow-up never means those."""
+    return _PER_DOCS.sub("", _DOCS_SAY.sub("is ", question)).strip()
 
 
 def topic_of(question: str) -> str:

@@ -506,7 +506,7 @@ class Assistant:
         answer = conversation.last_answer(history, REFUSAL) if pointer else ""
         if answer and pointer:
             word = pointer
-        said = [answer] if answer else earlier
+        said = [answer] if answer else [conversation.about_what(x) for x in earlier]
         phrases = generative.referent_phrases(said)
         if not phrases:
             return heuristic
