@@ -26,12 +26,13 @@ _FRAME = re.compile(
     r"(?:\s+(?:is|are|was|were|does|do|did|has|have|had|can|could|should|will|would))?)\s+",
     re.IGNORECASE,
 )
-# "Which country does the project cover" -> "the project cover": the noun asked about is
-# not the subject.
-_WH_NOUN_FRAME = re.compile(
-    r"^(?:which|what|how (?:much|many))\s+(?:[\w-]+\s+){1,3}?"
-    r"(?:is|are|was|were|(does|do|did)|has|have|had|can|could|should|will|would|must|may)"
-    r"\s+(?=\S)", re.IGNORECASE)
+_AUX = (r"(?:is|are|was|were|does|do|did|has|have|had|can|could|will|would|should|may|must"
+        r"|shall)")
+# "Which country does the project cover?": the noun asked about ("country") and the
+# auxiliary after it; the subject ("the project") follows.
+_WH_NOUN = re.compile(rf"\b(?P<wh>which|what|how much|how many)\s+"
+                      rf"(?:(?!{_AUX}\b)[\w-]+\s+){{0,2}}?(?P<noun>(?!{_AUX}\b)[\w-]+)\s+"
+                      rf"(?P<aux>{_AUX})\s+(?=\S)", re.IGNORECASE)
 _HAPPENED = re.compile(r"^happened\s+(?:to|at|in|with|during)\s+", re.IGNORECASE)
 _PER_DOCS = re.compile(r"^(?:according to|in) the (?:brochure|documents?|text)\s*,?\s*|"
                        r",?\s*(?:according to|in) the (?:brochure|documents?|text)\b",
@@ -53,10 +54,10 @@ def about_what(question: str) -> str:
 def topic_of(question: str) -> str:
     """"What does the NIS Directive do?" -> "the NIS Directive"."""
     q = _PER_DOCS.sub("", question.strip().rstrip("?.! "))
-    wh_noun = _WH_NOUN_FRAME.match(q)
+    wh_noun = _WH_NOUN.match(q)
     if wh_noun:
         q = q[wh_noun.end():]
-        if wh_noun.group(1) and len(q.split()) > 1:
+        if wh_noun["aux"].lower() in {"do", "does", "did"} and len(q.split()) > 1:
             q = q.rsplit(None, 1)[0]  # "does the project cover": the verb ends it
     else:
         q = _FRAME.sub("", q, count=1)
@@ -117,10 +118,6 @@ def last_answer(history: Sequence[Message], refusal: str = "") -> str:
     return " ".join(words[:LAST_ANSWER_WORDS])
 
 
-_AUX = (r"(?:is|are|was|were|does|do|did|has|have|had|can|could|will|would|should|may|must"
-        r"|shall)")
-_WH_NOUN = re.compile(rf"\b(?:which|what)\s+((?:(?!{_AUX}\b)[\w-]+\s+){{0,2}}?)"
-                      rf"((?!{_AUX}\b)[\w-]+)\s+{_AUX}\b", re.IGNORECASE)
 _DEMONSTRATIVE = re.compile(r"\b(?:that|this|these|those|same)\s+([\w-]+)", re.IGNORECASE)
 
 
@@ -133,7 +130,8 @@ def points_at_answer(question: str, previous: str) -> str | None:
     """The words of the follow-up that point at what the previous question asked for: after
     "Which country does the project cover?", "that country" is the country the answer gave,
     not the project. None when there are none."""
-    asked = {_stem(m.group(2)) for m in _WH_NOUN.finditer(previous)}
+    asked = {_stem(m["noun"]) for m in _WH_NOUN.finditer(previous)
+             if m["wh"].lower() in {"which", "what"}}
     return next((m.group(0) for m in _DEMONSTRATIVE.finditer(question)
                  if _stem(m.group(1)) in asked), None)
 
