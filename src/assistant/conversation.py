@@ -220,17 +220,16 @@ def split_parts(question: str) -> list[str]:
     """"Which company was hit by NotPetya, and how many accounts did Yahoo! lose?" -> 2 parts.
 
     Only splits where a new question clause starts, so "Brazil and China" stays whole.
-    A later part's pronoun is read as the first part's subject ("..., and when did it enter
-    into force?"): each part is searched for on its own.
+    A later part's pronoun is read as the first part's subject ("..., and which website
+    tells more about it?"): each part is searched for on its own.
     """
     parts = [p.strip(" ,;") for p in _PART.split(question) if p.strip(" ,;?")]
-    if len(parts) < 2:
+    if len(parts) < 2 or any(len(tokens(p)) < 2 for p in parts):
         return [question]
     parts = [p if p.endswith("?") else p + "?" for p in parts[:3]]
     topic = topic_of(parts[0])
-    parts = parts[:1] + [resolve(p, topic) if topic and _PRONOUN.search(p) else p
-                         for p in parts[1:]]
-    return [question] if any(len(tokens(p)) < 2 for p in parts) else parts
+    return parts[:1] + [resolve(p, topic) if topic and _PRONOUN.search(p) else p
+                        for p in parts[1:]]
 
 
 # Markup a question may arrive wrapped in: it is not what is asked. A chat template's
