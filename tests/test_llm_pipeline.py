@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant import Assistant, Delta, Final, Settings
+from assistant import Assistant, Delta, Final, Message, Settings
 from assistant.answerers.generative import SYSTEM_PROMPT
 from assistant.embeddings import Embedder
 from assistant.llm import LocalLlama
@@ -40,6 +40,19 @@ def test_local_model_answers_with_a_checked_citation(local_assistant: Assistant)
     # Evidence first: small prompts (the answer's and the self-check's together).
     assert 0 < answer.usage["prompt_tokens"] < 1200
     assert answer.timings_ms["first_token"] < answer.timings_ms["total"]
+
+
+def test_local_model_follows_up_on_what_its_last_answer_named(
+        local_assistant: Assistant) -> None:
+    first_question = "Which company was hit by the NotPetya ransomware in 2017?"
+    first = local_assistant.ask(first_question)
+    assert "Maersk" in first.answer, first.answer
+    history = [Message("user", first_question), Message("assistant", first.answer)]
+    answer = local_assistant.ask("How many servers did that company have to reinstall?",
+                                 history)
+    # "that company" is the one the answer named, not the ransomware the question named
+    assert "Maersk" in answer.rewritten_question, answer.rewritten_question
+    assert "4,000" in answer.answer and answer.citations
 
 
 def test_local_model_refuses_what_the_brochure_does_not_say(local_assistant: Assistant) -> None:
