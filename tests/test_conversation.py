@@ -213,20 +213,19 @@ def test_a_referent_has_a_content_word() -> None:
 
 
 def test_a_follow_up_of_a_follow_up_keeps_the_first_subject() -> None:
-    history = [Message("user", "What happened at Atlanta Airport?"), Message("assistant", "..."),
+    history = [Message("user", "What happened at Harbour Bridge?"), Message("assistant", "..."),
                Message("user", "Which year was that?"), Message("assistant", "...")]
-    assert rewrite("And how much did it cost?", history) == \
-        "And how much did Atlanta Airport cost?"
+    assert rewrite("And who paid for it?", history) == "And who paid for Harbour Bridge?"
 
 
 def test_without_a_model_that_country_is_the_name_the_last_answer_added() -> None:
-    history = [Message("user", "Which country does the EUNITY project cover?"),
-               Message("assistant", "EUNITY: Japan [1].")]
-    assert rewrite("Which other projects include that country?", history) == \
-        "Which other projects include Japan?"
+    history = [Message("user", "Which country does the Harbour project serve?"),
+               Message("assistant", "Harbour: Portugal [1].")]
+    assert rewrite("Which other funds include that country?", history) == \
+        "Which other funds include Portugal?"
     # an answer that adds no name leaves the ordinary rewrite
     history[1] = Message("assistant", "I couldn't find this in the documents.")
-    assert "EUNITY" in rewrite("Which other projects include that country?", history)
+    assert "Harbour" in rewrite("Which other funds include that country?", history)
 
 
 def test_words_pointing_at_the_documents_are_never_a_referent() -> None:

@@ -161,24 +161,24 @@ def test_a_follow_up_may_refer_to_what_the_last_answer_named(make) -> None:
     model = FakeModel("Japan", pick("six specific cyber dialogues",
                                     "The EU holds a cyber dialogue with Japan."))
     answer = make(model).ask("Which dialogues include that country?",
-                             [Message("user", "Which country does the EUNITY project cover?"),
-                              Message("assistant", "EUNITY covers **Japan** [1].")])
+                             [Message("user", "Which country is EUNITY's partner?"),
+                              Message("assistant", "EUNITY works with **Japan** [1].")])
     assert answer.rewritten_question == "Which dialogues include Japan?"
     prompt = model.prompts[0][1]["content"]
-    assert 'Last answer: EUNITY covers Japan.\nFollow-up: Which dialogues include that ' \
+    assert 'Last answer: EUNITY works with Japan.\nFollow-up: Which dialogues include that ' \
            'country?\nWhat does "that country" refer to?' in prompt
     assert '"Japan"' in (model.grammars[0] or "")
-    assert "EUNITY project" not in (model.grammars[0] or "")  # what was asked about
+    assert "partner" not in (model.grammars[0] or "")  # what was asked about
 
 
 @slow
 def test_a_refused_last_answer_leaves_the_earlier_questions_to_refer_to(make) -> None:
-    model = FakeModel("EUNITY project", "Evidence: none")
+    model = FakeModel("EUNITY", "Evidence: none")
     answer = make(model).ask("Which dialogues include that country?",
-                             [Message("user", "Which country does the EUNITY project cover?"),
+                             [Message("user", "Which country is EUNITY's partner?"),
                               Message("assistant", REFUSAL)])
     assert "Last answer" not in model.prompts[0][1]["content"]
-    assert '"EUNITY project"' in (model.grammars[0] or "")
+    assert '"EUNITY' in (model.grammars[0] or "")
     assert "EUNITY" in answer.rewritten_question
 
 

@@ -44,7 +44,7 @@ def test_local_model_answers_with_a_checked_citation(local_assistant: Assistant)
 
 def test_local_model_follows_up_on_what_its_last_answer_named(
         local_assistant: Assistant) -> None:
-    first_question = "Which company was hit by the NotPetya ransomware in 2017?"
+    first_question = "Which shipping company did NotPetya hit in 2017?"
     first = local_assistant.ask(first_question)
     assert "Maersk" in first.answer, first.answer
     history = [Message("user", first_question), Message("assistant", first.answer)]

@@ -147,7 +147,7 @@ def since_own_subject(questions: Sequence[str]) -> list[str]:
 
 def new_name(answer: str, question: str) -> str:
     """The first run of capitalised words in `answer` that `question` does not use: what
-    the answer gave for "Which country ...?" ("EUNITY: Japan" -> "Japan")."""
+    the answer gave for "Which country ...?" ("Harbour: Portugal" -> "Portugal")."""
     asked = {w.lower() for w in re.findall(r"[\w'’!-]+", question)}
     run: list[str] = []
     for w in re.findall(r"[\w'’!-]+|[^\w\s]", answer):
