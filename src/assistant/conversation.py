@@ -13,7 +13,7 @@ import html
 import re
 from collections.abc import Sequence
 
-from .text import STOPWORDS, tokens
+from .text import STOPWORDS, stem, tokens
 from .types import Message
 
 _PRONOUN = re.compile(r"\b(it|its|this|that|they|them|their|these|those)\b", re.IGNORECASE)
@@ -121,19 +121,23 @@ def last_answer(history: Sequence[Message], refusal: str = "") -> str:
 _DEMONSTRATIVE = re.compile(r"\b(?:that|this|these|those|same)\s+([\w-]+)", re.IGNORECASE)
 
 
-def _stem(word: str) -> str:
-    word = word.lower().removesuffix("'s")
-    return word[:-3] + "y" if word.endswith("ies") else word.rstrip("s")
-
-
 def points_at_answer(question: str, previous: str) -> str | None:
     """The words of the follow-up that point at what the previous question asked for: after
     "Which country does the project cover?", "that country" is the country the answer gave,
     not the project. None when there are none."""
-    asked = {_stem(m["noun"]) for m in _WH_NOUN.finditer(previous)
+    asked = {stem(m["noun"]) for m in _WH_NOUN.finditer(previous)
              if m["wh"].lower() in {"which", "what"}}
     return next((m.group(0) for m in _DEMONSTRATIVE.finditer(question)
-                 if _stem(m.group(1)) in asked), None)
+                 if stem(m.group(1)) in asked), None)
+
+
+def answer_pointed_at(question: str, previous: str,
+                      history: Sequence[Message], refusal: str = "") -> tuple[str, str]:
+    """("that country", the opening of the last answer) when the follow-up points at what
+    `previous`, the last question, asked for and that answer is there; ("", "") otherwise."""
+    words = points_at_answer(question, previous)
+    answer = last_answer(history, refusal) if words else ""
+    return (words, answer) if words and answer else ("", "")
 
 
 def since_own_subject(questions: Sequence[str]) -> list[str]:
@@ -162,11 +166,10 @@ def new_name(answer: str, question: str) -> str:
 def rewrite(question: str, history: Sequence[Message]) -> str:
     """A standalone version of `question` given earlier turns (unchanged when not needed)."""
     asked = user_questions(history)
-    pointer = points_at_answer(question, asked[-1]) if asked else None
-    if pointer:
-        name = new_name(last_answer(history), asked[-1])
-        if name:
-            return resolve(question, name, pointer)
+    pointer, answer = answer_pointed_at(question, asked[-1], history) if asked else ("", "")
+    name = new_name(answer, asked[-1]) if answer else ""
+    if name:
+        return resolve(question, name, pointer)
     previous = since_own_subject(asked)
     if not previous or not needs_context(question):
         return question.strip()

@@ -502,9 +502,9 @@ class Assistant:
         earlier = conversation.since_own_subject(
             [conversation.strip_markup(x) for x in conversation.user_questions(history)[-3:]])
         # "that country" after "Which country ...?" is in the answer, not in a question
-        pointer = conversation.points_at_answer(q, earlier[-1]) if earlier else None
-        answer = conversation.last_answer(history, REFUSAL) if pointer else ""
-        if answer and pointer:
+        pointer, answer = (conversation.answer_pointed_at(q, earlier[-1], history, REFUSAL)
+                           if earlier else ("", ""))
+        if answer:
             word = pointer
         said = [answer] if answer else [conversation.about_what(x) for x in earlier]
         phrases = generative.referent_phrases(said)
