@@ -232,3 +232,21 @@ def test_words_pointing_at_the_documents_are_never_a_referent() -> None:
     said = conversation.about_what("And what does the brochure say about dykes?")
     assert referent_phrases([said]) == ["dykes"]
     assert conversation.about_what("Who pays, according to the brochure?") == "Who pays?"
+
+
+def test_a_question_asks_for_several_things_by_its_plural_noun() -> None:
+    several = ["What duties does the harbour board have?",
+               "Which grains are shipped from Zork?",
+               "Which harbour partnerships does the report name?",
+               "What minimum safety measures must every port take?",
+               "What are the board's tasks?",
+               "Name the partnerships of the harbour.",
+               "List the ports on the coast."]
+    one = ["Which port was flooded in 2015?",
+           "Which harbour project covers Zork and Norvale?",
+           "Which company does the report name?",
+           "What does the board do?",
+           "How many ships does the harbour hold?",
+           "What is the address of the harbour office?"]
+    assert [q for q in several if not conversation.asks_for_several(q)] == []
+    assert [q for q in one if conversation.asks_for_several(q)] == []

@@ -91,3 +91,14 @@ def test_a_question_in_another_language_weighs_only_the_content_words_it_shares(
     # documents happen to hold the same string ("di", "per").
     weight = shared_words(lambda t: 2.0, lambda t: True, function_words("it"))
     assert weight("per") == 0.0 and weight("cybersouth") == 2.0
+
+
+def test_a_list_is_favoured_only_when_the_question_asks_for_several_things() -> None:
+    contacts = p(1, "How to reach the harbour", "You can write to:\n- the harbour office;\n"
+                 "- the port authority;\n- the coast guard.", 0.5)
+    row = p(2, "Harbour projects › SeaLink", "Zork, Norvale, Brill, Tamsin", 0.5)
+    one = answer("Which harbour project works with ports such as Norvale?", [contacts, row],
+                 weight)
+    assert one.citations[0].text == row.text
+    several = answer("Which offices can a visitor write to?", [contacts, row], weight)
+    assert "the port authority" in several.answer and "the coast guard" in several.answer

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..chunking import Sentence, sentences
 from ..citations import citation_for
+from ..conversation import asks_for_several
 from ..store import sentence_id
 from ..text import (
     STOPWORDS,
@@ -81,8 +82,6 @@ _NEEDS_NAME = re.compile(r"^\s*(?:who|which (?:country|countries|compan(?:y|ies)
                          r"persons?|people|individuals?|"
                          r"entities|entity|organi[sz]ations?))\b",
                          re.IGNORECASE)
-_LISTING = re.compile(r"\b(which|what are|list|name|examples?|countries|measures|sectors)\b",
-                      re.IGNORECASE)
 _COPULA = re.compile(r"\s(?:–|—|-|is|are|was|means|refers to)\s")
 
 # Words that frame a question rather than name its subject; they rarely occur in the answer.
@@ -172,7 +171,7 @@ class ExtractiveAnswerer:
 
         total = sum(w(t) for t in q_terms) or 1.0
         units: list[Unit] = []
-        listing = bool(_LISTING.search(question))
+        listing = asks_for_several(question)
         for i, p in enumerate(passages):
             # The section path says what a sentence is about; the document title is shared
             # by every sentence, so it tells them apart no better than nothing.
