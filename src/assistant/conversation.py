@@ -123,11 +123,11 @@ _DEMONSTRATIVE = re.compile(r"\b(?:that|this|these|those|same)\s+([\w-]+)", re.I
 
 _SEVERAL = re.compile(r"^\s*(?:please\s+)?(?:list|name|enumerate)\b|\b(?:what|which) are\b",
                       re.IGNORECASE)
-# "What minimum risk-management measures must ...": the noun before the auxiliary.
+# "What safety rules must every port follow?": the noun before the auxiliary.
 _SEVERAL_NOUN = re.compile(rf"\b(?:which|what)\s+(?:(?!{_AUX}\b)[\w'’-]+\s+){{0,5}}?"
                            rf"(?P<noun>[\w-]+)\s+{_AUX}\b", re.IGNORECASE)
-# "Which core values guide ...": one of the two words after "which" (no auxiliary follows).
-# A verb there ("Which agency hosts ...") reads as a plural: the whole list then competes
+# "Which harbour fees apply?": one of the two words after "which" (no auxiliary follows).
+# A verb there ("Which office runs ...") reads as a plural: the whole list then competes
 # with the sentences, as it did for every "which" question before.
 _WHICH_NOUN = re.compile(rf"\bwhich\s+(?!{_AUX}\b)([\w-]+)(?:\s+(?!{_AUX}\b)([\w-]+))?",
                          re.IGNORECASE)
@@ -141,7 +141,7 @@ def _plural(word: str) -> bool:
 def asks_for_several(question: str) -> bool:
     """Does the question ask for a list? "What goals do the signatories share?", "Which
     countries took part?", "Name the partnerships": it asks what or which of a plural noun,
-    or to list or name things. "Which project covers Ghana?" asks for one."""
+    or to list or name things. "Which harbour project covers Zork?" asks for one."""
     if _SEVERAL.search(question):
         return True
     nouns = [m["noun"] for m in _SEVERAL_NOUN.finditer(question)]
