@@ -121,6 +121,25 @@ def last_answer(history: Sequence[Message], refusal: str = "") -> str:
 _DEMONSTRATIVE = re.compile(r"\b(?:that|this|these|those|same)\s+([\w-]+)", re.IGNORECASE)
 
 
+def points_at_answer(question: str, previous: str) -> str | None:
+    """The words of the follow-up that point at what the previous question asked for: after
+    "Which country does the project cover?", "that country" is the country the answer gave,
+    not the project. None when there are none."""
+    asked = {stem(m["noun"]) for m in _WH_NOUN.finditer(previous)
+             if m["wh"].lower() in {"which", "what"}}
+    return next((m.group(0) for m in _DEMONSTRATIVE.finditer(question)
+                 if stem(m.group(1)) in asked), None)
+
+
+def answer_pointed_at(question: str, previous: str,
+                      history: Sequence[Message], refusal: str = "") -> tuple[str, str]:
+    """("that country", the opening of the last answer) when the follow-up points at what
+    `previous`, the last question, asked for and that answer is there; ("", "") otherwise."""
+    words = points_at_answer(question, previous)
+    answer = last_answer(history, refusal) if words else ""
+    return (words, answer) if words and answer else ("", "")
+
+
 _SEVERAL = re.compile(r"^\s*(?:please\s+)?(?:list|name|enumerate)\b|\b(?:what|which) are\b",
                       re.IGNORECASE)
 # "What safety rules must every port follow?": the noun before the auxiliary.
@@ -147,25 +166,6 @@ def asks_for_several(question: str) -> bool:
     nouns = [m["noun"] for m in _SEVERAL_NOUN.finditer(question)]
     nouns += [w for m in _WHICH_NOUN.finditer(question) for w in m.groups() if w]
     return any(_plural(n) for n in nouns)
-
-
-def points_at_answer(question: str, previous: str) -> str | None:
-    """The words of the follow-up that point at what the previous question asked for: after
-    "Which country does the project cover?", "that country" is the country the answer gave,
-    not the project. None when there are none."""
-    asked = {stem(m["noun"]) for m in _WH_NOUN.finditer(previous)
-             if m["wh"].lower() in {"which", "what"}}
-    return next((m.group(0) for m in _DEMONSTRATIVE.finditer(question)
-                 if stem(m.group(1)) in asked), None)
-
-
-def answer_pointed_at(question: str, previous: str,
-                      history: Sequence[Message], refusal: str = "") -> tuple[str, str]:
-    """("that country", the opening of the last answer) when the follow-up points at what
-    `previous`, the last question, asked for and that answer is there; ("", "") otherwise."""
-    words = points_at_answer(question, previous)
-    answer = last_answer(history, refusal) if words else ""
-    return (words, answer) if words and answer else ("", "")
 
 
 def since_own_subject(questions: Sequence[str]) -> list[str]:
