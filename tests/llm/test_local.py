@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,3 +218,48 @@ def test_the_evidence_choice_reports_how_near_the_model_came_to_none(llm: LocalL
     assert unsure is not None and 0.0 <= sure < unsure <= 1.0
     # a plain call after ones that asked for probabilities still answers
     assert llm.complete(USER_OK, max_tokens=4)
+
+
+def _logprobs(llm: LocalLlama, messages: list[dict[str, str]]) -> list[tuple[str, float]]:
+    probs: list[dict[str, Any]] = []
+    "".join(llm.stream(messages, max_tokens=12, token_probs=probs))
+    return [(str(p["token"]), float(p["logprob"])) for p in probs]
+
+
+def test_the_same_prompt_gets_the_same_answer_whatever_came_before(llm: LocalLlama) -> None:
+    # llama.cpp reuses what its cache shares with a new prompt; computed in another batch
+    # split, the numbers differ in their last digits. Asked again right after a prompt that
+    # shares all but its last words, the prompt would be computed from its last token only.
+    system = {"role": "system", "content": "You answer in one short sentence. " * 20}
+    shared = "The bridge over the Lune was opened in 1887 by the mayor of Caton. " * 6
+    first = [system, {"role": "user", "content": shared + "When was the bridge opened?"}]
+    other = [system, {"role": "user", "content": shared + "Who opened the bridge?"}]
+    before = _logprobs(llm, first)
+    _logprobs(llm, other)
+    assert _logprobs(llm, first) == before  # exactly: every digit of every probability
+    _logprobs(llm, [{"role": "system", "content": "Reply in French."}, *USER_OK])
+    assert _logprobs(llm, first) == before
+
+
+def test_saved_prompt_states_are_bounded_and_their_failure_is_not_fatal(
+    llm: LocalLlama, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from assistant.llm import local
+
+    monkeypatch.setattr(local, "CHECKPOINTS_KEPT", 2)
+    for n in range(4):
+        llm.complete([{"role": "system", "content": f"Rule {n}: be brief."}, *USER_OK],
+                     max_tokens=2)
+    assert llm._sock_dir is not None
+    assert len(list(Path(llm._sock_dir).glob("*.bin"))) == 2
+    assert len(llm._checkpoints) == 2
+
+    def broken(action: str, filename: str = "") -> None:
+        raise LLMError("slot actions are unavailable")
+
+    monkeypatch.setattr(llm, "_slot_action", broken)
+    with caplog.at_level("WARNING", logger="assistant.llm.local"):
+        reply = llm.complete([{"role": "system", "content": "Rule 9: be brief."}, *USER_OK],
+                             max_tokens=8)
+    assert "OK" in reply.upper()
+    assert "slot actions are unavailable" in caplog.text

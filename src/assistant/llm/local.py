@@ -16,20 +16,36 @@ generated token (the slot stays taken until then).
 Note: ``xllamacpp.Server`` always starts llama.cpp's HTTP listener too, even when used
 in-process. We bind it to a Unix socket in a private 0700 temp directory with a random API
 key, so nothing listens on TCP.
+
+Same prompt, same answer: llama.cpp reuses the longest prefix a new prompt shares with what
+its slot (or its RAM prompt cache) already holds, and numbers computed in a different batch
+split differ in the last digits, enough to change a close token or a yes/no probability. So
+an answer depended on the questions asked before it. Instead, the RAM prompt cache is off
+(it could also grow to 8 GiB) and every request starts from a saved checkpoint of its own
+system prompt: on first sight the slot is erased, reads the system prompt alone and is saved
+to a file (llama.cpp's slot save/restore, over the private socket); each later request with
+that system prompt restores it (about 5 ms), so only the rest of the prompt is computed, the
+same way every time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import http.client
+import json
 import logging
 import math
 import os
 import queue
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -55,6 +71,8 @@ logger = logging.getLogger(__name__)
 CHATML_STOPS: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
 GGUF_MAGIC = b"GGUF"
 CANCEL_POLL_S = 0.25  # how often a waiting caller checks `caller_gone`
+CHECKPOINTS_KEPT = 8  # system prompts with a saved state (about 29 kB per prompt token each)
+SLOT_ACTION_TIMEOUT_S = 60.0
 
 
 def check_gguf(model_path: Path) -> None:
@@ -123,6 +141,10 @@ class LocalLlama(StreamingChatModel):
         self.load_seconds: float | None = None
         self._server: Any = None
         self._sock_dir: str | None = None
+        self._api_key = secrets.token_urlsafe(24)
+        # system prompt digest -> checkpoint file name, oldest first; touched by the worker
+        # thread only while it holds the model, so no lock of its own
+        self._checkpoints: OrderedDict[str, str] = OrderedDict()
         self._load_lock = threading.Lock()
         self._cond = threading.Condition()
         self._active = False
@@ -147,8 +169,11 @@ class LocalLlama(StreamingChatModel):
                 n_threads=self.n_threads,
                 hostname=os.path.join(self._sock_dir, "llama.sock"),
                 port=0,
-                api_key=secrets.token_urlsafe(24),
+                api_key=self._api_key,
             )
+            params.cache_ram_mib = 0  # requests start from checkpoints instead (module doc)
+            params.endpoint_slots = True  # slot save/restore, reachable on the socket only
+            params.slot_save_path = self._sock_dir + os.sep
             t0 = time.perf_counter()
             try:
                 self._server = xlc.Server(params)
@@ -176,6 +201,7 @@ class LocalLlama(StreamingChatModel):
         """Free the model. A generation still running keeps its own reference until it ends."""
         with self._load_lock:
             self._server = None  # Server's destructor stops llama.cpp's loop
+            self._checkpoints.clear()
             if self._sock_dir:
                 shutil.rmtree(self._sock_dir, ignore_errors=True)
                 self._sock_dir = None
@@ -373,6 +399,7 @@ class LocalLlama(StreamingChatModel):
             return stop_evt.is_set()
 
         try:
+            self._start_from_checkpoint(server, body["messages"])
             server.handle_chat_completions(body, on_chunk)
             if not finished and not stop_evt.is_set():
                 q.put(("error", LLMError("local model stream ended without a finish reason")))
@@ -381,3 +408,69 @@ class LocalLlama(StreamingChatModel):
         finally:
             q.put(("end", None))
             self._release()
+
+    # -- checkpoints: every request starts from its system prompt's saved state ----------------
+
+    def _slot_action(self, action: str, filename: str = "") -> None:
+        """POST /slots/0?action=... to llama.cpp's listener on the private socket."""
+        assert self._sock_dir is not None
+        conn = _UnixHTTPConnection(os.path.join(self._sock_dir, "llama.sock"),
+                                   timeout=SLOT_ACTION_TIMEOUT_S)
+        try:
+            conn.request("POST", f"/slots/0?action={action}",
+                         json.dumps({"filename": filename}) if filename else "{}",
+                         {"Authorization": f"Bearer {self._api_key}",
+                          "Content-Type": "application/json"})
+            resp = conn.getresponse()
+            reply = resp.read(2000)
+        finally:
+            conn.close()
+        if resp.status != 200:
+            detail = reply.decode(errors="replace")
+            raise LLMError(f"slot {action} failed ({resp.status}): {detail}")
+
+    def _start_from_checkpoint(self, server: Any, messages: list[Message]) -> None:
+        """Leave the slot holding exactly the first message (a system prompt) and nothing
+        else, computed from an empty slot. Runs on the worker thread, which holds the model.
+        On failure the request still runs, from whatever the slot holds."""
+        if not messages or messages[0].get("role") != "system":
+            return
+        system = messages[0]["content"]
+        key = hashlib.sha256(system.encode()).hexdigest()[:32]
+        try:
+            name = self._checkpoints.get(key)
+            if name is None:
+                self._slot_action("erase")
+                reply = server.handle_chat_completions(
+                    {"messages": [messages[0], {"role": "user", "content": ""}],
+                     "max_tokens": 1, "temperature": 0.0, "stream": False})
+                if not isinstance(reply, dict) or "error" in reply:
+                    raise LLMError(f"reading the system prompt failed: {reply!r:.300}")
+                name = f"{key}.bin"
+                self._slot_action("save", name)
+                self._checkpoints[key] = name
+                while len(self._checkpoints) > CHECKPOINTS_KEPT:
+                    _, old = self._checkpoints.popitem(last=False)
+                    assert self._sock_dir is not None
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(self._sock_dir, old))
+            self._checkpoints.move_to_end(key)
+            self._slot_action("restore", name)
+        except (LLMError, OSError, http.client.HTTPException) as e:
+            self._checkpoints.pop(key, None)
+            logger.warning("prompt checkpoint unavailable, answer may depend on earlier "
+                           "prompts: %s", e)
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a Unix socket (llama.cpp's listener in the private directory)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
