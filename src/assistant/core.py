@@ -384,9 +384,9 @@ class Assistant:
 
     def warm_up(self) -> None:
         """Load what the first question would otherwise wait for (index, model), and have
-        the local model read its rules once: llama.cpp keeps them in its prompt cache, so
-        the first visitor's prompt starts from there as every later one does (reading them
-        takes about ten seconds on two cores)."""
+        the local model read its rules once: it saves their state, so the first visitor's
+        prompt starts from there as every later one does (reading them takes about ten
+        seconds on two cores)."""
         from .llm import LLMError
 
         self.retriever.refresh()

@@ -503,13 +503,12 @@ METHOD = """\
   cache" is llama.cpp's `cache_n` for the answer call, "evaluated" its `prompt_n` (the tokens
   actually processed, which is what TTFT pays for).
 - Prompt caching: the pipelines alternate per question and the one that goes first
-  alternates too, so neither simply follows itself. llama.cpp still reuses a common prefix:
-  the one with the prompt left in its slot, and (observed in this build) one restored from
-  its RAM prompt cache when a saved prompt shares a large enough share of the new one. (a)'s
-  fixed system prompt (~130 tokens, about half of its prompt) is restored every time; (b)'s
-  fixed preamble (~70 tokens in front of ~700 tokens of chunks) is reused only when (b)
-  directly follows itself. That is a real property of the short, system-prompt-first design,
-  but it means TTFT(a)/TTFT(b) is lower than the ratio of prompt sizes: compare the "prompt
+  alternates too. The local model starts every request from a saved state of its system
+  prompt (computed once per distinct system prompt, then restored), so only what follows
+  the system prompt is evaluated. (a)'s system prompt is fixed (rules and examples), so it
+  is read once for the whole run; (b)'s system message holds its retrieved chunks, so it is
+  read anew for each question, in a call of its own before the answer call: the "evaluated"
+  row counts only the answer call's tokens, and TTFT includes both. Compare the "prompt
   tokens" row (whole prompts) with the "evaluated" row.
 - (a) refuses off-topic questions with its extractive gate without calling the model: those
   items have 0 prompt tokens and a TTFT of a few milliseconds. "answerable only" rows show
