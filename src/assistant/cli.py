@@ -37,6 +37,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str, str]] = {
               "assistant.evaluation.cli", "configure_bench", "run_bench"),
     "bench-chat": ("benchmark this pipeline against llama-index's CondensePlusContextChatEngine",
                    "assistant.evaluation.chat_bench", "configure", "run_cli"),
+    "bench-repro": ("ask questions in two orders: do answers depend on the one asked before?",
+                    "assistant.evaluation.repro", "configure", "run_cli"),
 }
 
 

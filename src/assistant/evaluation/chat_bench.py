@@ -16,10 +16,9 @@ the prompt tokens of every model call of the question (rewrite/condense included
 llama.cpp's own timings (prompt tokens processed vs. reused from its cache).
 
 Fairness:
-- The two pipelines alternate per question, and which one goes first alternates too, so
-  neither always runs right after itself (llama.cpp reuses the common prefix of the previous
-  prompt held in its slot, and, in recent builds, prompts saved in its RAM cache; both
-  pipelines get that benefit for their fixed system prompt). The reused-token counts are
+- The two pipelines alternate per question, and which one goes first alternates too. The
+  local model starts every request from a saved state of its system prompt, the same way
+  for both pipelines (see "Prompt caching" in the report). The reused-token counts are
   reported so the effect is visible.
 - One warm-up question (not measured) goes through both pipelines first.
 - Conversation history (follow-ups) is produced by each pipeline itself, unmeasured, before
@@ -523,11 +522,27 @@ METHOD = """\
 
 
 # -- the run ----------------------------------------------------------------------------------
+def bench_model(settings: Settings) -> Any:
+    """The local model a benchmark run loads: `llm_model_path`, or the packaged model under
+    the data folder (found beside eval/ when run from elsewhere)."""
+    from ..llm import LocalLlama, local_chat_model
+    from .dataset import default_eval_dir
+
+    if settings.llm_model_path:
+        return LocalLlama(Path(settings.llm_model_path), n_threads=settings.llm_threads,
+                          max_queue=settings.llm_queue_size)
+    model_home = settings.data_dir
+    root = default_eval_dir().parent
+    if not model_home.exists() and (root / model_home).exists():
+        model_home = root / model_home
+    return local_chat_model(model_home, n_threads=settings.llm_threads,
+                            max_queue=settings.llm_queue_size)
+
+
 def run(settings: Settings, *, questions: Path | None = None, out_dir: Path | None = None,
         data_dir: Path | None = None, limit: int | None = None, all_items: bool = False,
         model: Any = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the benchmark; write chat_bench.md and chat_bench.json; return the result dict."""
-    from ..llm import LocalLlama, local_chat_model
     from . import report
     from .dataset import default_eval_dir, load_items
     from .runner import IndexCache
@@ -555,15 +570,7 @@ def run(settings: Settings, *, questions: Path | None = None, out_dir: Path | No
         bench_dir = IndexCache(work, [corpus], settings).data_dir(settings.embedding_model)
         s = settings.with_overrides(data_dir=bench_dir, generator="local")
         if model is None:
-            if settings.llm_model_path:
-                model = LocalLlama(Path(settings.llm_model_path), n_threads=settings.llm_threads,
-                                   max_queue=settings.llm_queue_size)
-            else:
-                model_home = settings.data_dir
-                if not model_home.exists() and (eval_dir.parent / model_home).exists():
-                    model_home = eval_dir.parent / model_home
-                model = local_chat_model(model_home, n_threads=settings.llm_threads,
-                                         max_queue=settings.llm_queue_size)
+            model = bench_model(settings)
         t0 = time.perf_counter()
         model.load()
         load_s = time.perf_counter() - t0
