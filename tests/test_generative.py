@@ -417,6 +417,18 @@ def test_a_who_question_needs_a_name_the_question_does_not_use() -> None:
     assert vague.refused and "name" in vague.notes[-1]
 
 
+def test_the_month_of_a_date_is_not_the_name_a_which_question_asks_for() -> None:
+    q = "Which organisations were the first to use the new pier?"
+    pier = _p("The new pier opened on 3 May 2021. The Norvale Ferry Company docks there.", 6)
+    cands = [Candidate(pier, 0, 34), Candidate(pier, 35, len(pier.text))]
+    dated = finalize("Evidence: 1\nAnswer: Organisations were the first to use the pier on "
+                     "3 May 2021.", cands, "local", question=q)
+    assert dated.refused and "name" in dated.notes[-1]
+    named = finalize("Evidence: 2\nAnswer: The Norvale Ferry Company docks there.", cands,
+                     "local", question=q)
+    assert not named.refused
+
+
 def test_a_who_question_may_be_answered_by_a_role_the_evidence_states() -> None:
     q = "Who runs the port's flood defences?"
     port = _p("The harbour board maintains the dykes of Norvale. Storms come in winter.", 5)

@@ -59,12 +59,12 @@ _NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve
 _HAS_NUMBER = re.compile(rf"\b\d|\b(?:{_NUMBER_WORDS})\b", re.IGNORECASE)
 _HAS_DATE = re.compile(r"\b(?:1[89]\d\d|20\d\d)\b|\b(?:January|February|March|April|May|June|"
                        r"July|August|September|October|November|December)\b")
-_MONTH = (r"(?:January|February|March|April|May|June|July|August|September|October|November|"
+MONTH = (r"(?:January|February|March|April|May|June|July|August|September|October|November|"
           r"December)")
 # Figures that date or label something rather than count it: "12 November 2018", "in 2016",
 # "Article 12", "Regulation (EU) 2019/881", "No 526/2013", "point (1)".
 _NOT_A_COUNT = re.compile(
-    rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}(?:\s+\d{{4}})?|{_MONTH}\s+\d{{1,4}}"
+    rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{MONTH}(?:\s+\d{{4}})?|{MONTH}\s+\d{{1,4}}"
     r"(?:,?\s+\d{4})?|\b(?:1[89]\d\d|20\d\d)\b(?!\s*(?:%|per\s?cent|[a-z]))|"
     r"\b(?:Articles?|Art\.|Chapters?|Title|Annex(?:es)?|No\.?|Nos?|points?|paragraphs?|"
     r"Regulation|Directive|Decision|ETS|OJ\s+L)\s*(?:\(\w+\)\s*)?[\d/().,\s]+",
@@ -116,7 +116,7 @@ def names_something_new(text: str, question: str, *, first_word: bool = False) -
     if not first_word:
         ws = ws[1:]
     return any(w[:1].isupper() and w.lower() not in q and w.lower() not in {"eu", "the"}
-               and w.lower() not in STOPWORDS and not re.fullmatch(_MONTH, w) for w in ws)
+               and w.lower() not in STOPWORDS and not re.fullmatch(MONTH, w) for w in ws)
 
 
 def needs_name(question: str) -> bool:

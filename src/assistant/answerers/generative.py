@@ -58,7 +58,7 @@ from ..text import (
 )
 from ..types import Answer, Citation, Passage
 from . import REFUSAL
-from .extractive import Unit, gives_what_is_asked, needs_name
+from .extractive import MONTH, Unit, gives_what_is_asked, needs_name
 
 SYSTEM_PROMPT = (
     "You answer questions about documents. You are given numbered sentences taken from the "
@@ -155,6 +155,7 @@ _REFUSAL_LIKE = re.compile(r"\b(?:couldn'?t|could not|cannot|can'?t|unable to) f
                            r"sentences)\b|\bdo(?:es)? not (?:say|mention|state)\b",
                            re.IGNORECASE)
 _WHO = re.compile(r"\s*who(?:m)?\b", re.IGNORECASE)
+_MONTH_NAME = re.compile(MONTH, re.IGNORECASE)
 _YES_NO = frozenset({"yes", "no"})
 
 
@@ -481,7 +482,8 @@ def _gives_what_is_asked(question: str, answer: str, evidence: str) -> bool:
     if not needs_name(question):
         return gives_what_is_asked(question, answer)
     asked = {w.lower() for w in words(question)}
-    found = names(answer)
+    # the month of a date ("on 17 May 2019") is part of a figure, not someone's name
+    found = {n for n in names(answer) if not _MONTH_NAME.fullmatch(n)}
     first = next(iter(words(answer)), "")
     if first[:1].isupper() and first.lower() in names(evidence):
         found.add(first.lower())
