@@ -102,14 +102,3 @@ def test_a_list_is_favoured_only_when_the_question_asks_for_several_things() -> 
     assert one.citations[0].text == row.text
     several = answer("Which offices can a visitor write to?", [contacts, row], weight)
     assert "the port authority" in several.answer and "the coast guard" in several.answer
-
-
-def test_a_lettered_list_is_one_candidate_and_its_footnotes_are_not_items() -> None:
-    # Legal texts enumerate with "(a)", and put numbered footnotes "(1) ..." below.
-    article = p(1, "Article 4 – Harbour duties", "The harbour master shall ensure:\n"
-                "(a) safe mooring of vessels;\n(b) inspection of cargo holds;\n"
-                "(c) clearance of the fairway.\n(1) Regulation 12/2001 on harbour dues.", 0.6)
-    got = answer("Which duties must the harbour master ensure?", [article], weight)
-    for item in ("safe mooring", "inspection of cargo holds", "clearance of the fairway"):
-        assert item in got.answer
-    assert "Regulation 12/2001" not in got.answer

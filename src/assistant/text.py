@@ -143,16 +143,12 @@ def list_marker(line: str) -> str:
 
 def items_after(text: str, pos: int) -> list[str]:
     """The list items that directly follow `pos` in `text` (a line introducing a list ends
-    there): the lines with the first item's kind of marker, up to the first line that is
-    neither blank nor marked. Lines with another marker are sub-items or footnotes
-    ("(1) Regulation ..." under a lettered list), not items of this list."""
-    items: list[str] = []
+    there): every line with a list marker, up to the first that is neither blank nor one."""
+    items = []
     for line in text[pos:].split("\n")[1:]:
         if not line.strip():
             continue
-        kind = list_marker(line)
-        if not kind:
+        if not list_marker(line):
             break
-        if not items or kind == list_marker(items[0]):
-            items.append(line)
+        items.append(line)
     return items

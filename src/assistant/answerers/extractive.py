@@ -29,7 +29,6 @@ from ..text import (
     definition_subject,
     items_after,
     last_heading,
-    list_marker,
     stem,
     strip_markdown,
     tokens,
@@ -53,6 +52,7 @@ CONTEXT_WEIGHT = 0.3  # question words found elsewhere in the sentence's passage
 # Bullets and "1." only, for the whole-list candidate: with lettered items ("a)", "(1)") it
 # also made lists of legal texts' footnotes and gained nothing on the development sets. A
 # sentence that introduces a list takes any marked items after it (`text.items_after`).
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.)\s+")
 _NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
                  "twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozens?|"
                  "two-thirds|half")
@@ -178,7 +178,7 @@ class ExtractiveAnswerer:
             head = set(tokens(p.section))
             context = set(tokens(strip_markdown(p.text)))
             candidates = sentences(p.text)
-            items = _first_list(p.text, candidates)
+            items = [s for s in candidates if _LIST_ITEM.match(p.text[s.start:s.end])]
             if listing and len(items) >= 2:
                 # The whole list as one candidate: "What stability measures...?"
                 a, b = items[0].start, items[-1].end
@@ -319,25 +319,15 @@ def _statement(u: Unit, p: Passage) -> str:
     return text
 
 
-def _first_list(text: str, candidates: list[Sentence]) -> list[Sentence]:
-    """The items of a passage's first list: those with the first item's kind of marker
-    (bullets, "1.", "(a)", "(1)"), so that footnotes "(1) ..." under a numbered list, or a
-    lettered sub-list, are not taken for its items."""
-    items = [s for s in candidates if list_marker(text[s.start:s.end])]
-    kind = list_marker(text[items[0].start:items[0].end]) if items else ""
-    return [s for s in items if list_marker(text[s.start:s.end]) == kind]
-
-
 def _list_answer(p: Passage) -> str:
     """One sentence: the line introducing the list (or its heading), then the items."""
     lines = [ln for ln in p.text.splitlines() if ln.strip()]
-    first = next(i for i, ln in enumerate(lines) if list_marker(ln))
+    first = next(i for i, ln in enumerate(lines) if _LIST_ITEM.match(ln))
     intro = strip_markdown(lines[first - 1]).strip() if first else ""
     if not intro.endswith(":"):
         head = last_heading(p.section)
         intro = f"{head}:" if head else ""
-    kind = list_marker(lines[first])
-    return _listing(intro, [ln for ln in lines[first:] if list_marker(ln) == kind])
+    return _listing(intro, [ln for ln in lines[first:] if _LIST_ITEM.match(ln)])
 
 
 def _listing(intro: str, lines: list[str]) -> str:
