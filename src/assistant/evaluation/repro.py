@@ -108,7 +108,8 @@ def markdown(result: dict[str, Any]) -> str:
     m, s = result["meta"], result["summary"]
     return "\n".join([
         "# Same question, same answer?", "",
-        f"`{m['command']}` at {m['commit']}, {m['generated']}; {s['questions']} single-turn "
+        f"`{m['command']}` at {m['commit'] or 'a tree outside git'}, {m['generated']}; "
+        f"{s['questions']} single-turn "
         f"questions of {m['set']}, asked in order and then in reverse in one process "
         f"({s['seconds']} s).", "",
         "| | changed between the two orders |", "| --- | --- |",
