@@ -60,7 +60,7 @@ _HAS_NUMBER = re.compile(rf"\b\d|\b(?:{_NUMBER_WORDS})\b", re.IGNORECASE)
 _HAS_DATE = re.compile(r"\b(?:1[89]\d\d|20\d\d)\b|\b(?:January|February|March|April|May|June|"
                        r"July|August|September|October|November|December)\b")
 MONTH = (r"(?:January|February|March|April|May|June|July|August|September|October|November|"
-          r"December)")
+         r"December)")
 # Figures that date or label something rather than count it: "12 November 2018", "in 2016",
 # "Article 12", "Regulation (EU) 2019/881", "No 526/2013", "point (1)".
 _NOT_A_COUNT = re.compile(

@@ -482,11 +482,12 @@ def _gives_what_is_asked(question: str, answer: str, evidence: str) -> bool:
     if not needs_name(question):
         return gives_what_is_asked(question, answer)
     asked = {w.lower() for w in words(question)}
-    # the month of a date ("on 17 May 2019") is part of a figure, not someone's name
-    found = {n for n in names(answer) if not _MONTH_NAME.fullmatch(n)}
+    found = names(answer)
     first = next(iter(words(answer)), "")
     if first[:1].isupper() and first.lower() in names(evidence):
         found.add(first.lower())
+    # the month of a date ("on 17 May 2019") is part of a figure, not someone's name
+    found = {n for n in found if not _MONTH_NAME.fullmatch(n)}
     if found - asked:
         return True
     if not _WHO.match(question):
