@@ -522,20 +522,24 @@ METHOD = """\
 
 
 # -- the run ----------------------------------------------------------------------------------
+def beside_eval(path: Path) -> Path:
+    """A settings path (corpus, data folder) as given, or the project's one beside eval/
+    when the benchmark runs from another folder."""
+    from .dataset import default_eval_dir
+
+    root = default_eval_dir().parent
+    return root / path if not path.exists() and (root / path).exists() else path
+
+
 def bench_model(settings: Settings) -> Any:
     """The local model a benchmark run loads: `llm_model_path`, or the packaged model under
-    the data folder (found beside eval/ when run from elsewhere)."""
+    the data folder."""
     from ..llm import LocalLlama, local_chat_model
-    from .dataset import default_eval_dir
 
     if settings.llm_model_path:
         return LocalLlama(Path(settings.llm_model_path), n_threads=settings.llm_threads,
                           max_queue=settings.llm_queue_size)
-    model_home = settings.data_dir
-    root = default_eval_dir().parent
-    if not model_home.exists() and (root / model_home).exists():
-        model_home = root / model_home
-    return local_chat_model(model_home, n_threads=settings.llm_threads,
+    return local_chat_model(beside_eval(settings.data_dir), n_threads=settings.llm_threads,
                             max_queue=settings.llm_queue_size)
 
 
@@ -558,9 +562,7 @@ def run(settings: Settings, *, questions: Path | None = None, out_dir: Path | No
     spare = [i for i in items if i.answerable and not i.history and i not in chosen]
     warm = spare[0] if spare else chosen[0]
 
-    corpus = settings.corpus_dir
-    if not corpus.exists() and (eval_dir.parent / corpus).exists():
-        corpus = eval_dir.parent / corpus
+    corpus = beside_eval(settings.corpus_dir)
     work = data_dir or Path(tempfile.mkdtemp(prefix="assistant-chat-bench-"))
     started = dt.datetime.now(dt.UTC)
     commit = report.git_commit(eval_dir.parent)  # the code that runs, not HEAD at the end

@@ -63,16 +63,14 @@ def run(settings: Settings, *, questions: Path | None = None, limit: int = DEFAU
         data_dir: Path | None = None) -> dict[str, Any]:
     from ..core import Assistant
     from . import report
-    from .chat_bench import bench_model
+    from .chat_bench import bench_model, beside_eval
     from .dataset import default_eval_dir, load_items
     from .runner import IndexCache
 
     eval_dir = default_eval_dir()
     qset = questions or eval_dir / "questions.jsonl"
     items = [i for i in load_items(qset) if i.question.strip() and not i.history][:limit]
-    corpus = settings.corpus_dir
-    if not corpus.exists() and (eval_dir.parent / corpus).exists():
-        corpus = eval_dir.parent / corpus
+    corpus = beside_eval(settings.corpus_dir)
     work = data_dir or Path(tempfile.mkdtemp(prefix="assistant-repro-"))
     started = dt.datetime.now(dt.UTC)
     runs: dict[str, dict[str, Any]] = {"forward": {}, "backward": {}}
