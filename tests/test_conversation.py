@@ -94,6 +94,11 @@ def test_text_that_only_looks_like_markup_is_kept() -> None:
     assert conversation.strip_markup("Is AT&amp;T named?") == "Is AT&T named?"
     assert conversation.strip_markup("Is 3 < 4 and 5 > 2?") == "Is 3 < 4 and 5 > 2?"
     assert conversation.strip_markup("<script>") == "<script>"  # nothing else left: kept
+    # words in angle brackets are the user's text, not a tag (a tag's attributes say name=)
+    assert conversation.strip_markup("Tell me about <the Coastal Fund>") == \
+        "Tell me about <the Coastal Fund>"
+    assert conversation.strip_markup("<<Which fund pays for dykes?>>") == \
+        "<<Which fund pays for dykes?>>"
 
 
 @pytest.mark.parametrize(("question", "lang"), [

@@ -281,7 +281,11 @@ _TEMPLATE = re.compile(
 _ROLE = re.compile(r"(?:^|(?<=\n))\s*(?:#{1,6}\s*)?(?:human|user|assistant|system|question|"
                    r"instruction|input|response|answer|query|q)\s*:[ \t]*",
                    re.IGNORECASE)
-_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]{0,200})?/?>")
+# A tag's attributes are name=value pairs: "<the NIS Directive>" or "<Which project ...?>"
+# is the user's text in angle brackets, not a tag, and stays.
+_ATTRIBUTE = (r"""\s+[^\s<>"'=/]{1,40}\s*=\s*"""
+              r"""(?:"[^"<>]{0,200}"|'[^'<>]{0,200}'|[^\s<>"'=`]{1,200})""")
+_TAG = re.compile(rf"</?[A-Za-z][A-Za-z0-9-]*(?:{_ATTRIBUTE}){{0,20}}\s*/?>")
 # A code fence with its language ("```html") and an XML CDATA wrapper are markup too.
 _WRAPPER = re.compile(r"(?:^|(?<=\n))[ \t]*`{3,}[\w+.-]*|<!\[CDATA\[|\]\]>")
 _MARKDOWN = re.compile(r"`{1,3}|(?<!\w)(?:\*{1,3}|_{2,3})(?=\S)|(?<=\S)(?:\*{1,3}|_{2,3})(?!\w)|"
